@@ -1,0 +1,27 @@
+"""headwater: workflow orchestration for Python, asyncio-native and event-driven.
+
+The public API follows Prefect 3's: ``from headwater import flow, task``.
+"""
+
+from headwater.engine.annotations import allow_failure, opaque, quote, unmapped
+from headwater.engine.context import tags
+from headwater.engine.flows import Flow, flow
+from headwater.engine.logging import get_run_logger
+from headwater.engine.states import State
+from headwater.engine.tasks import Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flow",
+    "State",
+    "Task",
+    "allow_failure",
+    "flow",
+    "get_run_logger",
+    "opaque",
+    "quote",
+    "tags",
+    "task",
+    "unmapped",
+]

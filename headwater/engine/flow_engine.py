@@ -1,0 +1,323 @@
+"""The flow run engine: shared transition decisions, a sync driver and an async driver.
+
+A flow run starts Pending, validates its parameters, enters Running (again on each retry),
+and ends in the state Prefect's final-state rules give. Before the call returns, the
+run's hooks have finished (rule 4) and its terminal event has been processed by every
+lossless consumer, i.e. committed by persistence (rule 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from headwater.engine.context import FlowRunContext, current_tags, flow_run_context
+from headwater.engine.futures import resolve_futures_to_states
+from headwater.engine.hooks import run_hooks_async, run_hooks_sync
+from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
+from headwater.engine.naming import generate_slug
+from headwater.engine.runs import FlowRun, set_state
+from headwater.engine.startup import ensure_started
+from headwater.engine.states import (
+    AwaitingRetry,
+    Crashed,
+    Failed,
+    Pending,
+    Running,
+    State,
+    StateType,
+    _named,
+    return_value_to_state,
+)
+from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt
+from headwater.events.bus import get_bus
+from headwater.exceptions import FailedRun, FlowRunTimeoutError, ParameterTypeError
+
+if TYPE_CHECKING:
+    from headwater.engine.flows import Flow
+
+__all__ = ["FlowRunEngine"]
+
+_logger = logging.getLogger("headwater.flow_engine")
+DURABILITY_TIMEOUT = 30.0
+
+
+class FlowRunEngine:
+    """One flow run from Pending to its final state."""
+
+    def __init__(self, flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        ensure_started()
+        self.flow = flow
+        self.parent = flow_run_context.get()
+        parameters = flow.parameters.bind(args, kwargs)  # a binding error raises before any run
+        self.flow_run = FlowRun(
+            flow.name,
+            generate_slug(),
+            parameters,
+            tuple(sorted(current_tags())),
+            self.parent.flow_run if self.parent is not None else None,
+            flow.version,
+        )
+        self.validation_error: ParameterTypeError | None = None
+        self.returned_state: State[Any] | None = None
+        self.watch = get_bus().watch(self.flow_run.identity.resource_id) if flow.has_hooks else None
+        self._pending_hooks: list[tuple[list[Any], State[Any]]] = []
+        self.transition(Pending())
+        self.logger = get_run_logger(self._context(None))
+
+    # -- decisions ---------------------------------------------------------------------------
+    def transition(self, state: State[Any]) -> None:
+        set_state(self.flow_run, state)
+        if self.watch is not None:
+            for record in self.watch.drain():
+                hooks = self.flow.hooks_for(record.state_type)
+                if hooks:
+                    self._pending_hooks.append((hooks, self.flow_run.state))  # type: ignore[arg-type]
+
+    def validate_parameters(self) -> bool:
+        """Validate against the type hints; on failure the run ends Failed before Running."""
+        if not self.flow.validate_parameters or not self.flow.parameters.has_hints:
+            return True
+        try:
+            validated = self.flow.parameters.validate(self.flow_run.parameters)
+        except ParameterTypeError as exc:
+            self.validation_error = exc
+            self.transition(
+                Failed(data=exc, message=f"Validation of flow parameters failed with error: {exc}")
+            )
+            return False
+        self.flow_run.parameters = validated
+        return True
+
+    def begin_attempt(self) -> None:
+        flow_run = self.flow_run
+        if flow_run.run_count == 0 and self.flow.flow_run_name is not None:
+            flow_run.rename(self.flow.render_run_name(flow_run.parameters))
+            self.logger = get_run_logger(self._context(None))
+        if flow_run.run_count == 0:
+            self.logger.info("Beginning flow run %r for flow %r", flow_run.name, flow_run.flow_name)
+        self.transition(Running())
+
+    def _context(self, task_runner: Any, loop: Any = None) -> FlowRunContext:
+        log_prints = self.flow.log_prints
+        if log_prints is None:
+            if self.parent is not None:
+                log_prints = self.parent.log_prints
+            else:
+                from headwater.settings import get_settings
+
+                log_prints = get_settings().logging_log_prints
+        return FlowRunContext(
+            self.flow,
+            self.flow_run,
+            task_runner,
+            bool(log_prints),
+            loop=loop,
+            thread_id=threading.get_ident(),
+        )
+
+    def call_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return self.flow.parameters.to_call(self.flow_run.parameters)
+
+    def returned(self, value: Any) -> State[Any]:
+        value = resolve_futures_to_states(value)
+        state = return_value_to_state(value)
+        if isinstance(value, State) and state is value:
+            self.returned_state = value
+            state = value.copy()
+        return state
+
+    @staticmethod
+    def raised(exc: BaseException) -> State[Any]:
+        state = Failed(
+            data=exc, message=f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
+        )
+        state.state_details.retriable = False
+        return state
+
+    def timed_out(self) -> State[Any]:
+        error = FlowRunTimeoutError(
+            f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
+        )
+        return _named(StateType.FAILED, "TimedOut", data=error, message=str(error))
+
+    def settle(self, state: State[Any]) -> float | None:
+        """Apply the final state, or (for a failure with retries left) schedule a retry."""
+        if state.type is StateType.FAILED and self.flow_run.run_count <= self.flow.retries:
+            delay = float(self.flow.retry_delay_seconds or 0)
+            when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
+            self.logger.info(
+                "Flow run failed with %s; retry %d/%d will start in %g second(s)",
+                state.message,
+                self.flow_run.run_count,
+                self.flow.retries,
+                delay,
+            )
+            self.transition(AwaitingRetry(scheduled_time=when, message=state.message))
+            return delay
+        self.transition(state)
+        self.logger.info("Finished in state %r", state)
+        return None
+
+    def crashed(self, exc: BaseException) -> None:
+        if isinstance(exc, (asyncio.CancelledError, anyio.get_cancelled_exc_class())):
+            message = "Execution was cancelled by the runtime environment."
+        else:
+            message = f"Execution was interrupted by an unexpected exception: {type(exc).__name__}"
+        self.transition(Crashed(data=exc, message=message))
+        self.logger.error("Crashed: %s", message)
+
+    def take_hooks(self) -> list[tuple[list[Any], State[Any]]]:
+        pending, self._pending_hooks = self._pending_hooks, []
+        return pending
+
+    def outcome(self, return_state: bool) -> Any:
+        state = self.flow_run.state
+        assert state is not None
+        if return_state:
+            return state
+        if self.validation_error is not None:
+            raise self.validation_error
+        if self.returned_state is not None:
+            if state.is_failed() and not isinstance(state.data, BaseException):
+                raise FailedRun(state.message or "Flow run returned a Failed state")
+            if not state.is_completed() and state.is_final():
+                return state.result()
+            return self.returned_state.data if state.is_completed() else self.returned_state
+        return state.result()
+
+    # -- drivers -----------------------------------------------------------------------------
+    def execute_sync(self) -> State[Any]:
+        flow = self.flow
+        try:
+            if self.validate_parameters():
+                while True:
+                    self.begin_attempt()
+                    self._run_hooks_sync()
+                    runner = flow.task_runner.duplicate()
+                    token = flow_run_context.set(self._context(runner))
+                    prints = enable_log_prints(flow_run_context.get().log_prints)  # type: ignore[union-attr]
+                    try:
+                        args, kwargs = self.call_arguments()
+                        with runner:
+                            if flow.timeout_seconds is None:
+                                value = flow.fn(*args, **kwargs)
+                            else:
+                                with SyncDeadline(flow.timeout_seconds):
+                                    value = flow.fn(*args, **kwargs)
+                        state = self.returned(value)
+                    except TimeoutInterrupt:
+                        state = self.timed_out()
+                    except Exception as exc:
+                        state = self.raised(exc)
+                    finally:
+                        reset_log_prints(prints)
+                        flow_run_context.reset(token)
+                    delay = self.settle(state)
+                    self._run_hooks_sync()
+                    if delay is None:
+                        break
+                    time.sleep(delay)
+        except BaseException as exc:
+            if not (self.flow_run.state and self.flow_run.state.is_final()):
+                self.crashed(exc)
+                self._run_hooks_sync()
+            self._finish_sync()
+            raise
+        self._run_hooks_sync()
+        self._finish_sync()
+        return self.flow_run.state  # type: ignore[return-value]
+
+    async def execute_async(self) -> State[Any]:
+        try:
+            if self.validate_parameters():
+                while True:
+                    self.begin_attempt()
+                    await self._run_hooks_async()
+                    state = await self._attempt_async()
+                    delay = self.settle(state)
+                    await self._run_hooks_async()
+                    if delay is None:
+                        break
+                    await anyio.sleep(delay)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                if not (self.flow_run.state and self.flow_run.state.is_final()):
+                    self.crashed(exc)
+                    await self._run_hooks_async()
+                await self._finish_async()
+            raise
+        await self._run_hooks_async()
+        await self._finish_async()
+        return self.flow_run.state  # type: ignore[return-value]
+
+    async def _attempt_async(self) -> State[Any]:
+        flow = self.flow
+        runner = flow.task_runner.duplicate()
+        context = self._context(runner, loop=asyncio.get_running_loop())
+        token = flow_run_context.set(context)
+        prints = enable_log_prints(context.log_prints)
+        raised: Exception | None = None
+        value: Any = None
+        try:
+            args, kwargs = self.call_arguments()
+            with anyio.move_on_after(flow.timeout_seconds) as scope:
+                # submitted async tasks live in this group: none outlives the flow run
+                async with anyio.create_task_group() as group:
+                    context.task_group = group
+                    try:
+                        value = await flow.fn(*args, **kwargs)
+                    except Exception as exc:
+                        raised = exc
+        finally:
+            context.task_group = None
+            with anyio.CancelScope(shield=True):
+                await runner.shutdown_async()
+            reset_log_prints(prints)
+            flow_run_context.reset(token)
+        if scope.cancelled_caught:
+            return self.timed_out()
+        if raised is not None:
+            return self.raised(raised)
+        try:
+            return self.returned(value)
+        except Exception as exc:
+            return self.raised(exc)
+
+    def _finish_sync(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+        bus = get_bus()
+        if not bus.flush(timeout=DURABILITY_TIMEOUT):
+            _logger.warning(
+                "Flow run %r finished but not every event was persisted within %s s",
+                self.flow_run.name,
+                DURABILITY_TIMEOUT,
+            )
+
+    async def _finish_async(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+        if not await get_bus().aflush(timeout=DURABILITY_TIMEOUT):
+            _logger.warning(
+                "Flow run %r finished but not every event was persisted within %s s",
+                self.flow_run.name,
+                DURABILITY_TIMEOUT,
+            )
+
+    def _hook_args(self, state: State[Any]) -> tuple[Any, ...]:
+        return (self.flow, self.flow_run, state)
+
+    def _run_hooks_sync(self) -> None:
+        for hooks, state in self.take_hooks():
+            run_hooks_sync(hooks, self._hook_args(state), state.name, self.logger)
+
+    async def _run_hooks_async(self) -> None:
+        for hooks, state in self.take_hooks():
+            await run_hooks_async(hooks, self._hook_args(state), state.name, self.logger)

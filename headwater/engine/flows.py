@@ -1,0 +1,248 @@
+"""``@flow``: a function turned into an observed run that tasks and subflows report to."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from headwater.engine.asyncutils import in_running_loop, run_coro_sync
+from headwater.engine.context import flow_run_context
+from headwater.engine.flow_engine import FlowRunEngine
+from headwater.engine.naming import render_run_name
+from headwater.engine.parameters import ParameterSchema
+from headwater.engine.states import StateType
+from headwater.engine.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+__all__ = ["Flow", "flow"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FlowHook = Callable[..., Any]
+_FORBIDDEN_NAME = re.compile(r"[/%&<>]")
+
+
+class Flow(Generic[P, R]):
+    """A flow: call it like the function it wraps; each call is one flow run.
+
+    See :func:`flow` for the options.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | None = None,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        flow_run_name: str | Callable[..., str] | None = None,
+        validate_parameters: bool = True,
+        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        on_completion: Iterable[FlowHook] | None = None,
+        on_failure: Iterable[FlowHook] | None = None,
+        on_cancellation: Iterable[FlowHook] | None = None,
+        on_crashed: Iterable[FlowHook] | None = None,
+        on_running: Iterable[FlowHook] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
+        if _FORBIDDEN_NAME.search(self.name):
+            raise ValueError(
+                f"flow name {self.name!r} contains one of the characters / % & < >, which are "
+                "not allowed"
+            )
+        owner = f"flow {self.name!r}"
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.version = version
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise ValueError(f"{owner}: retries must be a non-negative integer, got {retries!r}")
+        self.retries = retries or 0
+        if retry_delay_seconds is not None and (
+            not isinstance(retry_delay_seconds, (int, float)) or retry_delay_seconds < 0
+        ):
+            raise ValueError(
+                f"{owner}: retry_delay_seconds must be a non-negative number for flows, "
+                f"got {retry_delay_seconds!r}"
+            )
+        self.retry_delay_seconds = retry_delay_seconds
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError(f"{owner}: timeout_seconds must be positive, got {timeout_seconds}")
+        self.timeout_seconds = timeout_seconds
+        self.log_prints = log_prints
+        self.flow_run_name = flow_run_name
+        self.validate_parameters = validate_parameters
+        if isinstance(task_runner, type):
+            task_runner = task_runner()
+        self.task_runner: TaskRunner = task_runner or ThreadPoolTaskRunner()
+        self.on_completion_hooks = list(on_completion or ())
+        self.on_failure_hooks = list(on_failure or ())
+        self.on_cancellation_hooks = list(on_cancellation or ())
+        self.on_crashed_hooks = list(on_crashed or ())
+        self.on_running_hooks = list(on_running or ())
+        self.parameters = ParameterSchema(fn, owner)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+
+    # -- hooks ----------------------------------------------------------------------------
+    @property
+    def has_hooks(self) -> bool:
+        return bool(
+            self.on_completion_hooks
+            or self.on_failure_hooks
+            or self.on_cancellation_hooks
+            or self.on_crashed_hooks
+            or self.on_running_hooks
+        )
+
+    def hooks_for(self, state_type: StateType) -> list[FlowHook]:
+        return {
+            StateType.COMPLETED: self.on_completion_hooks,
+            StateType.FAILED: self.on_failure_hooks,
+            StateType.CRASHED: self.on_crashed_hooks,
+            StateType.CANCELLING: self.on_cancellation_hooks,
+            StateType.CANCELLED: self.on_cancellation_hooks,
+            StateType.RUNNING: self.on_running_hooks,
+        }.get(state_type, [])
+
+    def on_completion(self, fn: FlowHook) -> FlowHook:
+        """Decorator form: ``@my_flow.on_completion``."""
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: FlowHook) -> FlowHook:
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_cancellation(self, fn: FlowHook) -> FlowHook:
+        self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_crashed(self, fn: FlowHook) -> FlowHook:
+        self.on_crashed_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: FlowHook) -> FlowHook:
+        self.on_running_hooks.append(fn)
+        return fn
+
+    def render_run_name(self, parameters: dict[str, Any]) -> str:
+        assert self.flow_run_name is not None
+        return render_run_name(self.flow_run_name, parameters, f"flow {self.name!r}")
+
+    # -- options --------------------------------------------------------------------------
+    def with_options(self, **changes: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed (same function)."""
+        options: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "log_prints": self.log_prints,
+            "flow_run_name": self.flow_run_name,
+            "validate_parameters": self.validate_parameters,
+            "task_runner": self.task_runner,
+            "on_completion": self.on_completion_hooks,
+            "on_failure": self.on_failure_hooks,
+            "on_cancellation": self.on_cancellation_hooks,
+            "on_crashed": self.on_crashed_hooks,
+            "on_running": self.on_running_hooks,
+        }
+        unknown = set(changes) - set(options)
+        if unknown:
+            raise TypeError(f"with_options() got unknown option(s): {sorted(unknown)}")
+        options.update(changes)
+        return Flow(self.fn, **options)
+
+    # -- calling --------------------------------------------------------------------------
+    @overload
+    def __call__(
+        self: Flow[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]: ...
+
+    @overload
+    def __call__(self: Flow[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the flow; returns its result, or its final State with ``return_state=True``.
+
+        Raises:
+            ParameterTypeError: the arguments do not fit the signature or its type hints.
+            Exception: whatever the flow raised, as the original object.
+        """
+        return_state = kwargs.pop("return_state", False)
+        if self.isasync:
+            coro = self._call_async(args, kwargs, return_state)
+            if flow_run_context.get() is not None and not in_running_loop():
+                # an async subflow of a sync flow: run it to completion here
+                return run_coro_sync(coro)
+            return coro
+        engine = FlowRunEngine(self, args, kwargs)
+        engine.execute_sync()
+        return engine.outcome(return_state)
+
+    async def _call_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    ) -> Any:
+        engine = FlowRunEngine(self, args, kwargs)
+        await engine.execute_async()
+        return engine.outcome(return_state)
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+
+
+@overload
+def flow(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    version: str | None = None,
+    retries: int | None = None,
+    retry_delay_seconds: float | None = None,
+    timeout_seconds: float | None = None,
+    log_prints: bool | None = None,
+    flow_run_name: str | Callable[..., str] | None = None,
+    validate_parameters: bool = True,
+    task_runner: TaskRunner | type[TaskRunner] | None = None,
+    on_completion: Iterable[FlowHook] | None = None,
+    on_failure: Iterable[FlowHook] | None = None,
+    on_cancellation: Iterable[FlowHook] | None = None,
+    on_crashed: Iterable[FlowHook] | None = None,
+    on_running: Iterable[FlowHook] | None = None,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(fn: Any = None, /, **options: Any) -> Any:
+    """Turn a function (sync or async) into a flow.
+
+    Args:
+        name: the flow's name (default: the function's name with ``_`` as ``-``).
+        description: defaults to the docstring.
+        version: a version string.
+        retries: extra attempts after a failure (the run re-enters Running).
+        retry_delay_seconds: seconds between attempts.
+        timeout_seconds: the run fails as TimedOut after this long.
+        log_prints: send ``print()`` in the flow and its tasks to the run logger.
+        flow_run_name: a format string over the parameters, or a callable.
+        validate_parameters: check and convert arguments against the type hints.
+        task_runner: where ``.submit()``/``.map()`` run (default ``ThreadPoolTaskRunner()``).
+        on_completion, on_failure, on_cancellation, on_crashed, on_running: hooks
+            ``(flow, flow_run, state)``.
+    """
+    if fn is None:
+        return lambda inner: Flow(inner, **options)
+    return Flow(fn, **options)

@@ -1,0 +1,177 @@
+"""Parameters: binding call arguments to a signature and validating them against type hints.
+
+Validation uses ``msgspec.convert`` in lax mode (so "3" becomes 3 for an ``int``, as
+Prefect's pydantic validation does) and pydantic for hints that involve pydantic models.
+The work is planned once per function: a function without annotations costs nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from headwater.exceptions import ParameterTypeError, ReservedArgumentError
+
+__all__ = ["ParameterSchema"]
+
+RESERVED_PARAMETERS = frozenset({"return_state", "wait_for"})
+
+Validator = Callable[[Any], Any]
+
+
+class ParameterSchema:
+    """How to bind and validate the arguments of one flow or task function."""
+
+    __slots__ = ("_hints", "_simple", "_validators", "owner", "signature")
+
+    def __init__(self, fn: Callable[..., Any], owner: str) -> None:
+        self.owner = owner
+        self.signature = inspect.signature(fn)
+        reserved = RESERVED_PARAMETERS & set(self.signature.parameters)
+        if reserved:
+            raise ReservedArgumentError(
+                f"{owner!r} declares the parameter(s) {sorted(reserved)}, which headwater reserves "
+                "for the call itself (return_state=..., wait_for=...); rename them"
+            )
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            # unresolvable forward references: validate only what resolves on its own
+            hints = {
+                name: p.annotation
+                for name, p in self.signature.parameters.items()
+                if p.annotation is not inspect.Parameter.empty and not isinstance(p.annotation, str)
+            }
+        hints.pop("return", None)
+        self._hints = {
+            name: hint
+            for name, hint in hints.items()
+            if name in self.signature.parameters and hint is not Any
+        }
+        self._validators: dict[str, Validator] | None = None
+        # only plain positional-or-keyword parameters: binding can skip inspect's machinery
+        self._simple = all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            for p in self.signature.parameters.values()
+        )
+
+    @property
+    def has_hints(self) -> bool:
+        return bool(self._hints)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map call arguments to parameter names, defaults applied.
+
+        Raises:
+            ParameterTypeError: missing, unexpected or duplicated arguments.
+        """
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterTypeError(self.owner, None, str(exc)) from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def validate(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Return the parameters converted to their hinted types.
+
+        Raises:
+            ParameterTypeError: a value does not fit its hint; names the parameter, the
+                expected type and the value.
+        """
+        validators = self._validators
+        if validators is None:
+            validators = self._validators = self._plan()
+        if not validators:
+            return parameters
+        validated = dict(parameters)
+        for name, validator in validators.items():
+            if name not in validated:
+                continue
+            value = validated[name]
+            try:
+                validated[name] = validator(value)
+            except (msgspec.ValidationError, ValueError, TypeError) as exc:
+                raise ParameterTypeError(
+                    self.owner,
+                    name,
+                    _first_line(exc),
+                    expected=_type_name(self._hints[name]),
+                    value=value,
+                ) from None
+        return validated
+
+    def to_call(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Turn a parameters mapping back into ``(args, kwargs)`` for the function."""
+        if self._simple:
+            return (), parameters
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in self.signature.parameters.items():
+            if name not in parameters:
+                continue
+            value = parameters[name]
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                args.append(value)
+            elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                kwargs.update(value)
+            else:
+                kwargs[name] = value
+        return tuple(args), kwargs
+
+    def _plan(self) -> dict[str, Validator]:
+        validators: dict[str, Validator] = {}
+        for name, hint in self._hints.items():
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                hint = tuple[hint, ...]  # type: ignore[valid-type]
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                hint = dict[str, hint]  # type: ignore[valid-type]
+            validator = _validator_for(hint)
+            if validator is not None:
+                validators[name] = validator
+        return validators
+
+
+def _validator_for(hint: Any) -> Validator | None:
+    if _mentions_pydantic(hint):
+        from pydantic import TypeAdapter
+
+        adapter = TypeAdapter(hint)
+        return adapter.validate_python
+    try:
+        msgspec.inspect.type_info(hint)
+    except (TypeError, ValueError):
+        return None  # a hint msgspec cannot check (a Protocol, a TypeVar...): trust the caller
+
+    def convert(value: Any) -> Any:
+        return msgspec.convert(value, hint, strict=False)
+
+    return convert
+
+
+def _mentions_pydantic(hint: Any) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None:
+        return False
+    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+        return True
+    return any(_mentions_pydantic(arg) for arg in typing.get_args(hint))
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return repr(hint).replace("typing.", "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

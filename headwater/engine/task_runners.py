@@ -1,0 +1,143 @@
+"""Task runners: where ``.submit()`` and ``.map()`` run their task runs.
+
+The default runner runs async tasks as coroutines on the flow's own event loop (inside the
+flow run's task group, so none outlives the flow) and sync tasks on a thread pool; the run
+context (logger, runtime, tags) is copied into the worker threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from headwater.engine.asyncutils import run_coro_sync
+from headwater.engine.futures import HeadwaterFuture
+from headwater.settings import get_settings
+
+if TYPE_CHECKING:
+    from headwater.engine.context import FlowRunContext
+    from headwater.engine.task_engine import TaskRunEngine
+
+__all__ = ["TaskRunner", "ThreadPoolTaskRunner"]
+
+_logger = logging.getLogger("headwater.task_runners")
+
+
+class TaskRunner:
+    """Base class: a task runner starts submitted task runs and waits for them at flow end."""
+
+    def duplicate(self) -> TaskRunner:
+        """A fresh runner with the same configuration, for one flow run."""
+        raise NotImplementedError
+
+    def submit(self, engine: TaskRunEngine, flow_ctx: FlowRunContext) -> HeadwaterFuture[Any]:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Wait for every submitted task run and release the runner's resources."""
+
+    async def shutdown_async(self) -> None:
+        """Async form of :meth:`shutdown`: waits without blocking the event loop."""
+        self.shutdown()
+
+    def __enter__(self) -> TaskRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+
+class ThreadPoolTaskRunner(TaskRunner):
+    """Sync tasks on a pool of threads; async tasks on the flow's event loop.
+
+    Args:
+        max_workers: thread count; None reads ``HEADWATER_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS``
+            and otherwise uses ``min(32, cpus + 4)``.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+        self.max_workers = max_workers
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._outstanding: set[HeadwaterFuture[Any]] = set()
+
+    def duplicate(self) -> ThreadPoolTaskRunner:
+        return type(self)(self.max_workers)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._executor is None:
+                    workers = (
+                        self.max_workers
+                        or get_settings().task_runner_max_workers
+                        or min(32, (os.cpu_count() or 1) + 4)
+                    )
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=workers, thread_name_prefix="headwater-task"
+                    )
+                executor = self._executor
+        return executor
+
+    def submit(self, engine: TaskRunEngine, flow_ctx: FlowRunContext) -> HeadwaterFuture[Any]:
+        if engine.task.isasync and flow_ctx.task_group is not None:
+            future: HeadwaterFuture[Any] = HeadwaterFuture(engine.task_run, flow_ctx.loop)
+            if threading.get_ident() == flow_ctx.thread_id:
+                flow_ctx.task_group.start_soon(_drive_async, engine, future)
+            else:
+                flow_ctx.loop.call_soon_threadsafe(
+                    flow_ctx.task_group.start_soon, _drive_async, engine, future
+                )
+            return future
+        future = HeadwaterFuture(engine.task_run)
+        self._outstanding.add(future)
+        future.add_done_callback(self._outstanding.discard)
+        context = contextvars.copy_context()
+        driver = _drive_async_in_thread if engine.task.isasync else _drive_sync
+        self._pool().submit(context.run, driver, engine, future)
+        return future
+
+    def shutdown(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    async def shutdown_async(self) -> None:
+        for future in list(self._outstanding):
+            await future.wait_async()
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
+
+
+def _drive_sync(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
+    try:
+        engine.execute_sync()
+    except BaseException:
+        _logger.debug("task run %r was interrupted", engine.task_run.name, exc_info=True)
+    finally:
+        future._finish(engine.task_run.state)  # type: ignore[arg-type]
+
+
+def _drive_async_in_thread(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
+    try:
+        run_coro_sync(engine.execute_async())
+    except BaseException:
+        _logger.debug("task run %r was interrupted", engine.task_run.name, exc_info=True)
+    finally:
+        future._finish(engine.task_run.state)  # type: ignore[arg-type]
+
+
+async def _drive_async(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
+    try:
+        await engine.execute_async()
+    finally:
+        future._finish(engine.task_run.state)  # type: ignore[arg-type]

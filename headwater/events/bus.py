@@ -1,0 +1,483 @@
+"""The in-process event bus: one synchronous ``publish`` feeding bounded, per-subscriber buffers.
+
+Every state change reaches persistence, hooks, triggers and observers through here (DESIGN.md,
+"The spine"). ``publish`` appends the item, as it came, to each subscriber's ``deque`` and
+returns; subscribers materialise it (``item.to_event()``) on their own side, off the engine's path.
+
+Two kinds of subscriber:
+
+- lossless (persistence): a full buffer makes the publisher wait (``threading.Condition``)
+  until the consumer makes room. The wait is skipped, and the item appended past the bound,
+  when the publishing thread itself consumes a lossless subscription (the service loop's own
+  consumers publishing, a loop that both runs flows and reads the bus): waiting there could
+  deadlock. This *soft bound* is exceeded only by what such a thread publishes while a
+  consumer is behind. A closed subscription, or one whose consumer's thread or loop is gone,
+  never makes anyone wait.
+- lossy (observers): on overflow the new item is dropped and counted; the consumer receives a
+  :class:`GapNotice` at the place the items went missing. The publisher never waits.
+
+Each buffer is a FIFO, so for one resource every subscriber sees the publish order. Consumers
+are asyncio tasks on any loop in any thread; a publisher wakes one with ``call_soon_threadsafe``
+only when it is actually waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from headwater.events._buffer import Barrier, Buffer, Delivered, GapNotice
+from headwater.events.schema import EventSource
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from headwater.events.service import Consumer
+
+__all__ = [
+    "EventBus",
+    "Subscription",
+    "GapNotice",
+    "ResourceWatch",
+    "get_bus",
+    "DEFAULT_BUFFER_SIZE",
+]
+
+DEFAULT_BUFFER_SIZE = 1024
+
+
+class Subscription:
+    """A subscriber's handle: an async iterator of events and a batch API, on any event loop.
+
+    Iterating (``async for``) yields :class:`Event` objects, and :class:`GapNotice` objects for
+    a lossy subscription. Asking for the next item acknowledges the previous one; for a lossless
+    subscription an item counts as processed (for :meth:`EventBus.flush`) only once acknowledged.
+    :meth:`get_batch` delivers several items at once and leaves acknowledging to :meth:`ack`,
+    so a database writer acks after its transaction commits.
+
+    Consume from the loop (and thread) that subscribed or the one that first consumes: a
+    blocked publisher treats the subscription as dead once that thread ends or that loop closes.
+    Use ``async with`` (or :meth:`close`) so that delivery stops when you stop reading; a
+    subscription that is garbage collected is closed too.
+    """
+
+    __slots__ = ("__weakref__", "_buffer", "_finalizer")
+
+    def __init__(self, buffer: Buffer) -> None:
+        self._buffer = buffer
+        # Closing from a finalizer must not take the bus lock: the GC may run while it is held.
+        self._finalizer = weakref.finalize(self, buffer.close, prune=False)
+        self._finalizer.atexit = False  # at exit the service flushes first; do not close before
+
+    @property
+    def name(self) -> str:
+        return self._buffer.name
+
+    @property
+    def lossless(self) -> bool:
+        return self._buffer.lossless
+
+    @property
+    def buffer_size(self) -> int:
+        return self._buffer.maxsize
+
+    @property
+    def closed(self) -> bool:
+        return self._buffer.closed
+
+    @property
+    def pending(self) -> int:
+        """Items buffered and not yet delivered."""
+        return len(self._buffer.items)
+
+    @property
+    def dropped(self) -> int:
+        """Items a lossy subscription has dropped so far (always 0 for a lossless one)."""
+        return self._buffer.dropped
+
+    def _bind(self) -> Buffer:
+        buffer = self._buffer
+        task = asyncio.current_task()
+        if buffer.consumer_task is not task or task is None:
+            buffer.bind(task)
+        return buffer
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Delivered:
+        buffer = self._bind()
+        buffer.ack()
+        while not buffer.closed:
+            if buffer.items:
+                taken = buffer.take(1)
+                if taken:
+                    return taken[0]
+                continue  # only a flush marker or an unreadable item was there
+            if buffer.detached:
+                break
+            await buffer.wait(1)
+        raise StopAsyncIteration
+
+    async def get_batch(self, max_items: int = 1000, max_latency: float = 0.05) -> list[Delivered]:
+        """Wait for at least one item, then gather more for up to ``max_latency`` seconds.
+
+        Returns as soon as ``max_items`` items are ready (or the buffer is full, or a flush is
+        waiting), otherwise ``max_latency`` seconds after the first item. Returned items are
+        not acknowledged: call :meth:`ack` once they are safely processed. Cancelling the call
+        loses nothing, since items leave the buffer only when it returns.
+
+        Returns:
+            The items, oldest first; an empty list once the subscription is closed.
+        """
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        buffer = self._bind()
+        loop = asyncio.get_running_loop()
+        while True:
+            while not buffer.items:
+                if buffer.closed or buffer.detached:
+                    return []
+                await buffer.wait(1)
+            if buffer.closed:
+                return []
+            target = min(max_items, buffer.maxsize)
+            if max_latency > 0 and len(buffer.items) < target:
+                deadline = loop.time() + max_latency
+                while not (
+                    len(buffer.items) >= target
+                    or buffer.flush_requested
+                    or buffer.closed
+                    or buffer.detached
+                    or loop.time() >= deadline
+                ):
+                    await buffer.wait(target, deadline)
+            taken = buffer.take(max_items)
+            if taken or buffer.closed:
+                return taken
+
+    def ack(self, count: int | None = None) -> None:
+        """Mark the ``count`` oldest delivered items (default: all of them) as processed.
+
+        Raises:
+            ValueError: ``count`` is more than what was delivered and not yet acknowledged.
+        """
+        self._buffer.ack(count)
+
+    def close(self) -> None:
+        """Stop delivery: later events are not buffered and buffered ones are discarded."""
+        self._finalizer.detach()
+        self._buffer.ack()
+        self._buffer.close()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "lossless" if self.lossless else "lossy"
+        return f"<Subscription {self.name!r} {kind} pending={self.pending}/{self.buffer_size}>"
+
+
+class ResourceWatch:
+    """An inline inbox of one resource's items, filled synchronously by ``publish``.
+
+    The engine watches a run's resource so that the run's state hooks react to the run's own
+    events right after publishing them, on the same path as everyone else (rules 1 and 4). Its
+    owner drains it after each publish, so it is not bounded; items arrive as published
+    (compact records are not materialised).
+    """
+
+    __slots__ = ("_bus", "_inbox", "resource_id")
+
+    def __init__(self, bus: EventBus, resource_id: str) -> None:
+        self.resource_id = resource_id
+        self._inbox: deque[EventSource] = deque()
+        self._bus: EventBus | None = bus
+
+    def drain(self) -> list[EventSource]:
+        """Return and remove everything received so far, oldest first."""
+        inbox = self._inbox
+        drained: list[EventSource] = []
+        while inbox:
+            drained.append(inbox.popleft())
+        return drained
+
+    def close(self) -> None:
+        """Stop receiving; what is already in the inbox stays drainable."""
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus._unwatch(self)
+
+    def __enter__(self) -> ResourceWatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventBus:
+    """The in-process bus: ``publish`` from anywhere, subscribe from any loop.
+
+    Use :func:`get_bus` for the process-wide instance; separate instances are for tests.
+    Subscriber lists are immutable tuples replaced under a lock, so ``publish`` reads them
+    without locking while other threads subscribe and unsubscribe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffers: tuple[Buffer, ...] = ()
+        self._lossless: tuple[Buffer, ...] = ()
+        self._watches: dict[str, tuple[ResourceWatch, ...]] = {}
+        self._has_subscribers = False
+        self._names = itertools.count(1)
+        self._prune_needed = False
+
+    @property
+    def has_subscribers(self) -> bool:
+        """True when ``publish`` has anyone to deliver to (subscription, consumer or watch)."""
+        return self._has_subscribers
+
+    def publish(self, item: EventSource) -> None:
+        """Hand ``item`` to every subscriber and every watch of its resource.
+
+        Synchronous and cheap, callable from any thread and any event loop. Returns at once
+        unless a lossless subscriber's buffer is full, in which case it waits for room (see
+        the module docstring for the soft bound that prevents deadlocks).
+
+        Args:
+            item: an :class:`Event` or a compact record with ``resource_id`` and ``to_event()``;
+                it is passed on as it is and materialised by each subscriber.
+        """
+        for buffer in self._buffers:
+            items = buffer.items
+            if len(items) < buffer.maxsize:
+                items.append(item)
+                waiter = buffer.waiter
+                if waiter is not None and not waiter.fired and len(items) >= waiter.threshold:
+                    waiter.fire()
+            else:
+                buffer.put_full(item)
+        if self._watches:
+            watches = self._watches.get(item.resource_id)
+            if watches:
+                for watch in watches:
+                    watch._inbox.append(item)
+
+    def subscribe(
+        self,
+        *,
+        lossless: bool = False,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        name: str | None = None,
+    ) -> Subscription:
+        """Start buffering events for a new subscriber, from now on.
+
+        Args:
+            lossless: True for consumers that must see everything (the publisher waits when
+                the buffer is full); False for observers (overflow yields a GapNotice).
+            buffer_size: the buffer's bound, in items.
+            name: shown in logs; defaults to ``subscription-<n>``.
+        """
+        return Subscription(self._add(lossless, buffer_size, name, None))
+
+    def add_consumer(
+        self,
+        callback: Callable[[Any], Any],
+        *,
+        lossless: bool = True,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        name: str | None = None,
+    ) -> Consumer:
+        """Run ``callback`` on the service loop for every event, one at a time.
+
+        ``callback`` is a sync or async function taking an :class:`Event` (or a
+        :class:`GapNotice`, when not lossless). Exceptions it raises are logged on the
+        ``headwater.events`` logger with the consumer's name and never reach the publisher;
+        the consumer keeps receiving. Starts the service loop if needed.
+
+        Returns:
+            A handle whose ``close()`` detaches the consumer.
+        """
+        from headwater.events.service import get_service_loop
+
+        name = name or getattr(callback, "__qualname__", None) or repr(callback)
+        return get_service_loop().add_consumer(
+            self, callback, lossless=lossless, buffer_size=buffer_size, name=name
+        )
+
+    def watch(self, resource_id: str) -> ResourceWatch:
+        """Collect, synchronously, every item published for ``resource_id`` until closed."""
+        watch = ResourceWatch(self, resource_id)
+        with self._lock:
+            watches = self._watches.copy()
+            watches[resource_id] = (*watches.get(resource_id, ()), watch)
+            self._watches = watches
+            self._has_subscribers = True
+        return watch
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every lossless subscriber has processed what was published before.
+
+        Free when there is no lossless subscriber. A subscriber consumed on the calling thread
+        is skipped (waiting for it would deadlock), and makes the result False.
+
+        Returns:
+            True if everything was processed in time; False on timeout or skip.
+        """
+        buffers = self._lossless
+        if not buffers:
+            return True
+        barriers, complete = self._put_barriers(buffers, threading.get_ident(), None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for barrier in barriers:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not barrier.wait(left):
+                complete = False
+        return complete
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """Async :meth:`flush`: wait without blocking the running loop.
+
+        The subscriber the calling task itself consumes (e.g. from inside a consumer's
+        callback) is skipped and makes the result False.
+        """
+        buffers = self._lossless
+        if not buffers:
+            return True
+        task = asyncio.current_task()
+        barriers, complete = self._put_barriers(buffers, None, task)
+        if barriers:
+            loop = asyncio.get_running_loop()
+            futures = [barrier.future(loop) for barrier in barriers]
+            _, pending = await asyncio.wait(futures, timeout=timeout)
+            for future in pending:
+                future.cancel()
+                complete = False
+        return complete
+
+    def _put_barriers(
+        self, buffers: tuple[Buffer, ...], ident: int | None, task: asyncio.Task[Any] | None
+    ) -> tuple[list[Barrier], bool]:
+        barriers: list[Barrier] = []
+        complete = True
+        for buffer in buffers:
+            if (ident is not None and buffer.consumer_ident == ident) or (
+                task is not None and buffer.consumer_task is task
+            ):
+                complete = False
+                continue
+            if buffer.gone():
+                buffer.close(reason="its consumer's thread or event loop is gone")
+                continue
+            barrier = Barrier()
+            buffer.put_barrier(barrier)
+            barriers.append(barrier)
+        return barriers, complete
+
+    # -- registry (copy-on-write) --------------------------------------------------------
+
+    def _add(
+        self,
+        lossless: bool,
+        buffer_size: int,
+        name: str | None,
+        consumer_thread: threading.Thread | None,
+    ) -> Buffer:
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
+        buffer = Buffer(self, lossless, buffer_size, name or f"subscription-{next(self._names)}")
+        if consumer_thread is not None:
+            buffer.consumer_thread = consumer_thread
+            buffer.consumer_ident = consumer_thread.ident
+            buffer.consumer_loop = None
+        with self._lock:
+            self._set_buffers((*self._buffers, buffer))
+        return buffer
+
+    def _remove(self, buffer: Buffer) -> None:
+        with self._lock:
+            self._set_buffers(tuple(b for b in self._buffers if b is not buffer))
+
+    def _prune_later(self) -> None:
+        # Called from finalizers: never wait for the lock, the GC may hold it in this thread.
+        self._prune_needed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._set_buffers(self._buffers)
+            finally:
+                self._lock.release()
+
+    def _set_buffers(self, buffers: tuple[Buffer, ...]) -> None:
+        # Caller holds self._lock.
+        if self._prune_needed:
+            self._prune_needed = False
+            buffers = tuple(b for b in buffers if not b.closed)
+        self._buffers = buffers
+        self._lossless = tuple(b for b in buffers if b.lossless)
+        self._has_subscribers = bool(buffers or self._watches)
+
+    def _unwatch(self, watch: ResourceWatch) -> None:
+        with self._lock:
+            watches = self._watches.copy()
+            remaining = tuple(w for w in watches.get(watch.resource_id, ()) if w is not watch)
+            if remaining:
+                watches[watch.resource_id] = remaining
+            else:
+                watches.pop(watch.resource_id, None)
+            self._watches = watches
+            self._has_subscribers = bool(self._buffers or watches)
+
+    def _consumes_lossless(self, ident: int) -> bool:
+        """Whether thread ``ident`` consumes a lossless subscription (so it must never wait)."""
+        return any(buffer.consumer_ident == ident for buffer in self._lossless)
+
+
+_bus: EventBus | None = None
+_bus_lock = threading.Lock()
+
+
+def get_bus() -> EventBus:
+    """The process-wide bus, created on first use (and afresh in a forked child)."""
+    bus = _bus
+    if bus is None:
+        bus = _create_bus()
+    return bus
+
+
+def _create_bus() -> EventBus:
+    global _bus
+    with _bus_lock:
+        if _bus is None:
+            _bus = EventBus()
+        return _bus
+
+
+def _reset_after_fork() -> None:
+    # The parent's subscribers and their consumer threads do not exist in the child.
+    global _bus, _bus_lock
+    _bus = None
+    _bus_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,250 @@
+"""Settings: every ``HEADWATER_*`` environment variable, read once into one typed object.
+
+No other module reads ``os.environ``. Tests and embedding applications change settings
+with :func:`temporary_settings`, which swaps the object for the duration of a block.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from headwater.exceptions import SettingsError
+
+__all__ = ["SecretValue", "Settings", "get_settings", "parse_duration", "temporary_settings"]
+
+
+class SecretValue:
+    """A string that never shows itself in a repr, a log line or an error message."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretValue('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretValue) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """The resolved configuration of this process.
+
+    Attributes:
+        home: directory for the database, results and keys (``HEADWATER_HOME``).
+        database_url: storage location (``HEADWATER_DATABASE_URL``); None means the SQLite
+            file ``<home>/headwater.db``.
+        api_url: a headwater server to forward events to (``HEADWATER_API_URL``).
+        api_key: Bearer token sent to the server (``HEADWATER_API_KEY``).
+        api_auth_string: ``user:password`` sent to the server (``HEADWATER_API_AUTH_STRING``).
+        server_api_auth_string: what the server requires (``HEADWATER_SERVER_API_AUTH_STRING``).
+        logging_level: level of headwater's own loggers (``HEADWATER_LOGGING_LEVEL``).
+        logging_log_prints: default for ``log_prints`` (``HEADWATER_LOGGING_LOG_PRINTS``).
+        logging_to_console: print run logs to stderr when the application has not configured
+            logging itself (``HEADWATER_LOGGING_TO_CONSOLE``).
+        events_enabled: False runs flows with no persistence and no observers; hooks still
+            fire (``HEADWATER_EVENTS_ENABLED``).
+        task_runner_max_workers: default thread pool size
+            (``HEADWATER_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS``); None picks ``min(32, cpus + 4)``.
+        events_maximum_size_bytes: largest serialised event accepted by ``emit_event``.
+        persistence_required: True (the default) makes a flow run fail with a clear error when
+            the database cannot be opened; False warns once and runs without history
+            (``HEADWATER_PERSISTENCE_REQUIRED``).
+        retention_period: runs, states, events and logs older than this are pruned
+            (``HEADWATER_RETENTION_PERIOD``, e.g. ``30d``, ``12h``; default 30 days).
+        database_batch_size: most events the persistence writer commits in one transaction
+            (``HEADWATER_DATABASE_BATCH_SIZE``).
+        database_batch_latency: longest time, in seconds, an event waits in the writer before
+            its transaction starts; bounds what a hard kill can lose
+            (``HEADWATER_DATABASE_BATCH_LATENCY``).
+        database_busy_timeout: seconds a connection waits for another process's write lock
+            before giving up (``HEADWATER_DATABASE_BUSY_TIMEOUT``).
+        logging_max_message_length: stored log messages longer than this many characters are
+            truncated with a marker (``HEADWATER_LOGGING_MAX_MESSAGE_LENGTH``).
+    """
+
+    home: Path
+    database_url: str | None = None
+    api_url: str | None = None
+    api_key: SecretValue | None = None
+    api_auth_string: SecretValue | None = None
+    server_api_auth_string: SecretValue | None = None
+    logging_level: str = "INFO"
+    logging_log_prints: bool = False
+    logging_to_console: bool = True
+    events_enabled: bool = True
+    task_runner_max_workers: int | None = None
+    events_maximum_size_bytes: int = 1_500_000
+    persistence_required: bool = True
+    retention_period: datetime.timedelta = datetime.timedelta(days=30)
+    database_batch_size: int = 1000
+    database_batch_latency: float = 0.1
+    database_busy_timeout: float = 30.0
+    logging_max_message_length: int = 100_000
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (``os.environ`` by default).
+
+        Raises:
+            SettingsError: a variable holds a value of the wrong kind; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        home = Path(env.get("HEADWATER_HOME") or Path.home() / ".headwater").expanduser()
+        return cls(
+            home=home,
+            database_url=env.get("HEADWATER_DATABASE_URL") or None,
+            api_url=(env.get("HEADWATER_API_URL") or "").rstrip("/") or None,
+            api_key=_secret(env, "HEADWATER_API_KEY"),
+            api_auth_string=_secret(env, "HEADWATER_API_AUTH_STRING"),
+            server_api_auth_string=_secret(env, "HEADWATER_SERVER_API_AUTH_STRING"),
+            logging_level=_level(env, "HEADWATER_LOGGING_LEVEL", "INFO"),
+            logging_log_prints=_bool(env, "HEADWATER_LOGGING_LOG_PRINTS", False),
+            logging_to_console=_bool(env, "HEADWATER_LOGGING_TO_CONSOLE", True),
+            events_enabled=_bool(env, "HEADWATER_EVENTS_ENABLED", True),
+            task_runner_max_workers=_positive_int(
+                env, "HEADWATER_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS"
+            ),
+            events_maximum_size_bytes=_positive_int(env, "HEADWATER_EVENTS_MAXIMUM_SIZE_BYTES")
+            or 1_500_000,
+            persistence_required=_bool(env, "HEADWATER_PERSISTENCE_REQUIRED", True),
+            retention_period=_duration(env, "HEADWATER_RETENTION_PERIOD")
+            or datetime.timedelta(days=30),
+            database_batch_size=_positive_int(env, "HEADWATER_DATABASE_BATCH_SIZE") or 1000,
+            database_batch_latency=_positive_float(env, "HEADWATER_DATABASE_BATCH_LATENCY", 0.1),
+            database_busy_timeout=_positive_float(env, "HEADWATER_DATABASE_BUSY_TIMEOUT", 30.0),
+            logging_max_message_length=_positive_int(env, "HEADWATER_LOGGING_MAX_MESSAGE_LENGTH")
+            or 100_000,
+        )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean; expected one of true/false/1/0/yes/no")
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be a positive integer")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """Parse a duration such as ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` or ``"3600"``.
+
+    A bare number is seconds. Used by settings and by ``headwater db prune --older-than``.
+
+    Raises:
+        ValueError: the text is not a positive duration.
+    """
+    match = _DURATION.fullmatch(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(
+            f"{text!r} is not a duration; expected a positive number with an optional unit "
+            "s, m, h, d or w (e.g. 30d, 12h)"
+        )
+    return datetime.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+
+
+def _duration(env: Mapping[str, str], name: str) -> datetime.timedelta | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r}: {exc}") from None
+
+
+def _level(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or default).strip().upper()
+    if raw not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+        raise SettingsError(
+            f"{name}={raw!r} is not a logging level; "
+            "expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    return raw
+
+
+def _secret(env: Mapping[str, str], name: str) -> SecretValue | None:
+    raw = env.get(name)
+    return SecretValue(raw) if raw else None
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """Return the settings of this process, reading the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_environ()
+    return _current
+
+
+@contextmanager
+def temporary_settings(**overrides: Any) -> Iterator[Settings]:
+    """Run a block with some settings replaced; the previous settings come back afterwards.
+
+    Example:
+        ``with temporary_settings(events_enabled=False): my_flow()``
+    """
+    global _current
+    previous = get_settings()
+    _current = msgspec.structs.replace(previous, **overrides)
+    try:
+        yield _current
+    finally:
+        _current = previous

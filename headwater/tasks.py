@@ -1,0 +1,6 @@
+"""Tasks (``prefect.tasks`` in Prefect)."""
+
+from headwater.engine.retries import exponential_backoff
+from headwater.engine.tasks import Task, task
+
+__all__ = ["Task", "exponential_backoff", "task"]
