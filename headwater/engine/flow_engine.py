@@ -153,7 +153,7 @@ class FlowRunEngine:
             delay = float(self.flow.retry_delay_seconds or 0)
             when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
             self.logger.info(
-                "Flow run failed with %s; retry %d/%d will start in %g second(s)",
+                "%s; retry %d/%d will start in %g second(s)",
                 state.message,
                 self.flow_run.run_count,
                 self.flow.retries,

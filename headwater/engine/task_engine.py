@@ -230,7 +230,7 @@ class TaskRunEngine:
         delay = jittered(retry_delay(task.retry_delays, attempt), task.retry_jitter_factor)
         logger = get_run_logger(TaskRunContext(task, self.task_run, False))
         logger.info(
-            "Task run failed with %s; retry %d/%d will start %s",
+            "%s; retry %d/%d will start %s",
             state.message or state.name,
             attempt + 1,
             task.retries,

@@ -20,7 +20,12 @@ from headwater.engine.parameters import ParameterSchema
 from headwater.engine.retries import RetryDelay, resolve_retry_delays
 from headwater.engine.states import State, StateType
 from headwater.engine.task_engine import TaskRunEngine
-from headwater.exceptions import MappingLengthMismatch, MappingMissingIterable
+from headwater.engine.inputs import collect_upstreams, needs_resolution
+from headwater.exceptions import (
+    FutureBlockedLoopError,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+)
 
 __all__ = ["Task", "task"]
 
@@ -171,9 +176,28 @@ class Task(Generic[P, R]):
                 # an async task inside a sync flow: run it to completion here
                 return run_coro_sync(coro)
             return coro
+        if flow_ctx is not None and flow_ctx.task_group is not None:
+            self._refuse_blocking_on_loop(args, kwargs, wait_for)
         engine = TaskRunEngine(self, args, kwargs, flow_ctx, wait_for)
         engine.execute_sync()
         return engine.outcome(return_state)
+
+    def _refuse_blocking_on_loop(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any
+    ) -> None:
+        """A sync task called on an async flow's loop cannot wait for tasks of that loop."""
+        values = (*args, *kwargs.values(), *(wait_for or ()))
+        if not needs_resolution(values, {}):
+            return
+        for upstream in collect_upstreams(values):
+            if not upstream.done() and upstream._owner_loop is not None:
+                raise FutureBlockedLoopError(
+                    f"sync task {self.name!r} was called in an async flow with the future of "
+                    f"task run {upstream.task_run.name!r}, which is still running on the same "
+                    "event loop; waiting for it here would block that loop forever. Await the "
+                    f"future first (`await future`), make {self.name!r} async, or "
+                    f"{self.name}.submit(...) it"
+                )
 
     async def _call_async(
         self,
