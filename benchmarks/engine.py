@@ -167,7 +167,8 @@ def main() -> None:
         budget = BUDGETS_US[name]
         verdict = "yes" if ours <= budget else "NO"
         print(
-            f"{label:<44}{ours:>9.1f} us{raw:>7.2f} us{ours / raw:>7.1f}x{budget:>7.0f} us  {verdict}"
+            f"{label:<44}{ours:>9.1f} us{raw:>7.2f} us{ours / raw:>7.1f}x"
+            f"{budget:>7.0f} us  {verdict}"
         )
     memory = _run_subprocess("m", 1000, 1, args.events)
     verdict = "yes" if memory["peak_mb"] < RSS_BUDGET_MB else "NO"

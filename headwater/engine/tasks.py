@@ -15,12 +15,12 @@ from headwater.engine.annotations import BaseAnnotation, allow_failure, opaque, 
 from headwater.engine.asyncutils import in_running_loop, run_coro_sync
 from headwater.engine.context import flow_run_context
 from headwater.engine.futures import HeadwaterFuture, HeadwaterFutureList
+from headwater.engine.inputs import collect_upstreams, needs_resolution
 from headwater.engine.naming import render_run_name
 from headwater.engine.parameters import ParameterSchema
 from headwater.engine.retries import RetryDelay, resolve_retry_delays
 from headwater.engine.states import State, StateType
 from headwater.engine.task_engine import TaskRunEngine
-from headwater.engine.inputs import collect_upstreams, needs_resolution
 from headwater.exceptions import (
     FutureBlockedLoopError,
     MappingLengthMismatch,

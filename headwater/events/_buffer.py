@@ -329,6 +329,16 @@ class Buffer:
         self.acked += count
         if self.barriers:
             self.release_barriers()
+        if self.acked == self.delivered:
+            # Flush markers right behind what was just acked need no further read to be released.
+            items = self.items
+            while items and type(items[0]) is Barrier:
+                try:
+                    item = items.popleft()
+                except IndexError:  # close() swept the buffer meanwhile
+                    break
+                if type(item) is Barrier:
+                    item.release()
 
     def release_barriers(self) -> None:
         barriers = self.barriers

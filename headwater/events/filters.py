@@ -27,6 +27,7 @@ import datetime
 import enum
 import uuid
 from collections.abc import Iterable, Mapping
+
 import msgspec
 
 from headwater.events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
@@ -67,10 +68,7 @@ def label_matches(expected: str, value: str | None) -> bool:
     if expected.startswith("!"):
         expected = expected[1:]
         positive = False
-    if expected.endswith("*"):
-        found = value.startswith(expected[:-1])
-    else:
-        found = value == expected
+    found = value.startswith(expected[:-1]) if expected.endswith("*") else value == expected
     return found if positive else not found
 
 
