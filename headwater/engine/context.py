@@ -26,6 +26,7 @@ __all__ = [
     "current_flow_run",
     "current_task_run",
     "current_tags",
+    "related_resources",
     "tags",
 ]
 
@@ -135,3 +136,43 @@ def tags(*new_tags: str) -> Iterator[set[str]]:
         yield set(current)
     finally:
         _tags.reset(token)
+
+
+def related_resources() -> list[dict[str, str]]:
+    """The current run's resources, for events emitted inside it (Prefect does the same)."""
+    task_ctx = task_run_context.get()
+    flow_ctx = flow_run_context.get()
+    related: list[dict[str, str]] = []
+    if task_ctx is not None:
+        task_run = task_ctx.task_run
+        related.append(
+            {
+                "headwater.resource.id": f"headwater.task-run.{task_run.id}",
+                "headwater.resource.role": "task-run",
+                "headwater.resource.name": task_run.name,
+            }
+        )
+    if flow_ctx is not None:
+        flow_run = flow_ctx.flow_run
+        related.append(
+            {
+                "headwater.resource.id": f"headwater.flow-run.{flow_run.id}",
+                "headwater.resource.role": "flow-run",
+                "headwater.resource.name": flow_run.name,
+            }
+        )
+        related.append(
+            {
+                "headwater.resource.id": f"headwater.flow.{flow_run.flow_name}",
+                "headwater.resource.role": "flow",
+                "headwater.resource.name": flow_run.flow_name,
+            }
+        )
+    run_tags = set(task_ctx.task_run.tags) if task_ctx is not None else set()
+    if flow_ctx is not None:
+        run_tags.update(flow_ctx.flow_run.tags)
+    for tag in sorted(run_tags):
+        related.append(
+            {"headwater.resource.id": f"headwater.tag.{tag}", "headwater.resource.role": "tag"}
+        )
+    return related

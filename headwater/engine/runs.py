@@ -43,7 +43,7 @@ class RunIdentity:
         "name",
         "parameters",
         "parent_flow_run_id",
-        "resource_id",
+        "_resource_id",
         "tags",
         "task_key",
         "task_name",
@@ -67,7 +67,7 @@ class RunIdentity:
     ) -> None:
         self.kind = kind
         self.id = id
-        self.resource_id = f"headwater.{kind}.{id}"
+        self._resource_id: str | None = None
         self.name = name
         self.flow_name = flow_name
         self.flow_run_id = flow_run_id
@@ -79,6 +79,14 @@ class RunIdentity:
         self.flow_version = flow_version
         self.parameters = parameters
         self._related: list[dict[str, str]] | None = None
+
+    @property
+    def resource_id(self) -> str:
+        # built on first use: str(uuid) is not free, and most runs only need it off-path
+        resource_id = self._resource_id
+        if resource_id is None:
+            resource_id = self._resource_id = f"headwater.{self.kind}.{self.id}"
+        return resource_id
 
     def related(self) -> list[dict[str, str]]:
         if self._related is None:

@@ -285,6 +285,9 @@ def _aggregate(states: list[State[Any]], data: Any) -> State[Any]:
 
 
 def _make(type_: StateType, name: str | None, kwargs: dict[str, Any]) -> State[Any]:
+    if _PLAIN_ARGUMENTS.issuperset(kwargs):
+        # the engine's per-task path: no detail fields to sort out
+        return State(type=type_, name=name or _DEFAULT_NAMES[type_], **kwargs)
     details = kwargs.pop("state_details", None) or StateDetails()
     for key in list(kwargs):
         if key in _DETAIL_FIELDS:
@@ -296,6 +299,8 @@ def _make(type_: StateType, name: str | None, kwargs: dict[str, Any]) -> State[A
 
 
 _DETAIL_FIELDS = frozenset(StateDetails.__struct_fields__)
+_PLAIN_ARGUMENTS = frozenset({"message", "data"})
+_DEFAULT_NAMES = {kind: kind.value.replace("_", " ").title() for kind in StateType}
 
 
 def Scheduled(scheduled_time: datetime.datetime | None = None, **kwargs: Any) -> State[Any]:

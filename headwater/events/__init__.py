@@ -1,6 +1,7 @@
 """Events: the schema, the in-process bus, and emitting your own (``prefect.events``)."""
 
 from headwater.events.bus import EventBus, GapNotice, Subscription, get_bus
+from headwater.events.emit import emit_event
 from headwater.events.schema import Event, RelatedResource, Resource
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "RelatedResource",
     "Resource",
     "Subscription",
+    "emit_event",
     "get_bus",
 ]
