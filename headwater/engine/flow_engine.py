@@ -22,7 +22,7 @@ from headwater.engine.futures import resolve_futures_to_states
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.naming import generate_slug
-from headwater.engine.runs import FlowRun, set_state
+from headwater.engine.runs import FlowRun, TransitionRecord, set_state
 from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
@@ -76,6 +76,8 @@ class FlowRunEngine:
         set_state(self.flow_run, state)
         if self.watch is not None:
             for record in self.watch.drain():
+                if type(record) is not TransitionRecord:
+                    continue  # someone else's event about this run: not a transition
                 hooks = self.flow.hooks_for(record.state_type)
                 if hooks:
                     self._pending_hooks.append((hooks, self.flow_run.state))  # type: ignore[arg-type]
@@ -166,7 +168,9 @@ class FlowRunEngine:
         return None
 
     def crashed(self, exc: BaseException) -> None:
-        if isinstance(exc, (asyncio.CancelledError, anyio.get_cancelled_exc_class())):
+        # asyncio.CancelledError is anyio's cancellation too; asking anyio would fail in a
+        # sync flow (no event loop), turning the crash report itself into an error
+        if isinstance(exc, asyncio.CancelledError):
             message = "Execution was cancelled by the runtime environment."
         else:
             message = f"Execution was interrupted by an unexpected exception: {type(exc).__name__}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from headwater.engine.asyncutils import in_running_loop, run_coro_sync
@@ -53,7 +53,7 @@ class Flow(Generic[P, R]):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.isasync = inspect.iscoroutinefunction(fn)
-        self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
+        self.name: str = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
         if _FORBIDDEN_NAME.search(self.name):
             raise ValueError(
                 f"flow name {self.name!r} contains one of the characters / % & < >, which are "
@@ -164,28 +164,20 @@ class Flow(Generic[P, R]):
         return Flow(self.fn, **options)
 
     # -- calling --------------------------------------------------------------------------
-    @overload
-    def __call__(
-        self: Flow[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, R]: ...
-
-    @overload
-    def __call__(self: Flow[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow; returns its result, or its final State with ``return_state=True``.
 
         Raises:
             ParameterTypeError: the arguments do not fit the signature or its type hints.
             Exception: whatever the flow raised, as the original object.
         """
-        return_state = kwargs.pop("return_state", False)
+        return_state: bool = kwargs.pop("return_state", False)  # type: ignore[assignment]
         if self.isasync:
             coro = self._call_async(args, kwargs, return_state)
             if flow_run_context.get() is not None and not in_running_loop():
                 # an async subflow of a sync flow: run it to completion here
-                return run_coro_sync(coro)
-            return coro
+                return run_coro_sync(coro)  # type: ignore[no-any-return]
+            return coro  # type: ignore[return-value]  # R is the coroutine type for async fns
         engine = FlowRunEngine(self, args, kwargs)
         engine.execute_sync()
         return engine.outcome(return_state)

@@ -299,7 +299,9 @@ class FlowRun:
         self.run_count = 0
         self.state: State[Any] | None = None
         self.parent_flow_run_id = parent.id if parent is not None else None
-        self.root_flow_run_id = parent.root_flow_run_id if parent is not None else self.id
+        self.root_flow_run_id: uuid.UUID = (
+            parent.root_flow_run_id if parent is not None else self.id
+        )
         self.start_time: datetime.datetime | None = None
         self.end_time: datetime.datetime | None = None
         self.identity = self._make_identity()

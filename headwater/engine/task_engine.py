@@ -29,7 +29,7 @@ from headwater.engine.context import (
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.retries import jittered, retry_delay
-from headwater.engine.runs import TaskRun, set_state
+from headwater.engine.runs import TaskRun, TransitionRecord, set_state
 from headwater.engine.states import (
     AwaitingRetry,
     Completed,
@@ -114,9 +114,11 @@ class TaskRunEngine:
         watch = self.watch
         if watch is not None:
             for record in watch.drain():
+                if type(record) is not TransitionRecord:
+                    continue  # someone else's event about this run: not a transition
                 hooks = self.task.hooks_for(record.state_type)
                 if hooks:
-                    self._pending_hooks.append((hooks, self.task_run.state))
+                    self._pending_hooks.append((hooks, self.task_run.state))  # type: ignore[arg-type]
 
     def take_hooks(self) -> list[tuple[Any, State[Any]]]:
         pending, self._pending_hooks = self._pending_hooks, []

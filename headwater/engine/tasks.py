@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from headwater.engine.annotations import BaseAnnotation, allow_failure, opaque, quote, unmapped
@@ -64,7 +64,7 @@ class Task(Generic[P, R]):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.isasync = inspect.iscoroutinefunction(fn)
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags = frozenset(tags or ())
         self.version = version
@@ -153,29 +153,21 @@ class Task(Generic[P, R]):
         return Task(self.fn, **options)
 
     # -- calling --------------------------------------------------------------------------
-    @overload
-    def __call__(
-        self: Task[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, R]: ...
-
-    @overload
-    def __call__(self: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task now, in this thread (or this event loop, for async tasks).
 
         ``return_state=True`` returns the final State instead of the result; ``wait_for=``
         lists upstream futures to wait on.
         """
-        return_state = kwargs.pop("return_state", False)
+        return_state: bool = kwargs.pop("return_state", False)  # type: ignore[assignment]
         wait_for = kwargs.pop("wait_for", None)
         flow_ctx = flow_run_context.get()
         if self.isasync:
             coro = self._call_async(args, kwargs, flow_ctx, return_state, wait_for)
             if flow_ctx is not None and not in_running_loop():
                 # an async task inside a sync flow: run it to completion here
-                return run_coro_sync(coro)
-            return coro
+                return run_coro_sync(coro)  # type: ignore[no-any-return]
+            return coro  # type: ignore[return-value]  # R is the coroutine type for async fns
         if flow_ctx is not None and flow_ctx.task_group is not None:
             self._refuse_blocking_on_loop(args, kwargs, wait_for)
         engine = TaskRunEngine(self, args, kwargs, flow_ctx, wait_for)

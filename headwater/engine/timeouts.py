@@ -113,7 +113,7 @@ class SyncDeadline:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         with _watchdog.lock:
             self.done = True
             fired = self.fired
@@ -121,7 +121,6 @@ class SyncDeadline:
             # the interrupt was queued but not yet delivered: withdraw it, report the timeout
             _clear_async_exc(self.thread_id, None)
             raise TimeoutInterrupt()
-        return False
 
 
 def stop_watchdog() -> None:
