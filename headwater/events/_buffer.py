@@ -51,18 +51,23 @@ def _set_done(future: asyncio.Future[None]) -> None:
 class _Waiter:
     """A consumer parked on its loop until the buffer holds ``threshold`` items."""
 
-    __slots__ = ("fired", "future", "loop", "threshold")
+    __slots__ = ("fired", "future", "ident", "loop", "threshold")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, threshold: int) -> None:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.threshold = threshold
         self.fired = False
+        self.ident = threading.get_ident()  # the loop's thread, alive while we wait
 
     def fire(self) -> None:
         self.fired = True
         try:
-            self.loop.call_soon_threadsafe(_set_done, self.future)
+            if threading.get_ident() == self.ident:
+                # A publisher on the consumer's own loop: no self-pipe write needed.
+                self.loop.call_soon(_set_done, self.future)
+            else:
+                self.loop.call_soon_threadsafe(_set_done, self.future)
         except RuntimeError:
             pass  # the loop is closed: the buffer is found dead by the next blocked publisher
 
@@ -127,7 +132,6 @@ class Buffer:
         "bus",
         "closed",
         "cond",
-        "consumer_ident",
         "consumer_loop",
         "consumer_task",
         "consumer_thread",
@@ -159,7 +163,6 @@ class Buffer:
         self.flush_requested = False
         self.dropped = 0
         self.consumer_thread = threading.current_thread()
-        self.consumer_ident = self.consumer_thread.ident
         try:
             self.consumer_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -201,7 +204,7 @@ class Buffer:
     def _put_waiting(self, item: EventSource) -> None:
         if self.closed:
             return
-        if self.detached or self.bus._consumes_lossless(threading.get_ident()):
+        if self.detached or self.bus._consumes_lossless(threading.current_thread()):
             self.items.append(item)  # the soft bound: waiting here could deadlock
             self.wake(force=True)
             return
@@ -251,7 +254,6 @@ class Buffer:
         self.consumer_task = task
         self.consumer_loop = asyncio.get_running_loop()
         self.consumer_thread = threading.current_thread()
-        self.consumer_ident = self.consumer_thread.ident
 
     async def wait(self, threshold: int, deadline: float | None = None) -> None:
         """Park until ``threshold`` items are buffered, a flush or close comes, or ``deadline``.

@@ -171,6 +171,14 @@ class Subscription:
         """
         self._buffer.ack(count)
 
+    def detach(self) -> None:
+        """Take no new events but deliver those buffered; then iteration ends (for shutdown).
+
+        Once drained, ``async for`` stops and :meth:`get_batch` returns ``[]``, so a consumer
+        loop ends after handling everything published before the call.
+        """
+        self._buffer.detach()
+
     def close(self) -> None:
         """Stop delivery: later events are not buffered and buffered ones are discarded."""
         self._finalizer.detach()
@@ -347,7 +355,7 @@ class EventBus:
         buffers = self._lossless
         if not buffers:
             return True
-        barriers, complete = self._put_barriers(buffers, threading.get_ident(), None)
+        barriers, complete = self._put_barriers(buffers, threading.current_thread(), None)
         deadline = None if timeout is None else time.monotonic() + timeout
         for barrier in barriers:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -376,12 +384,15 @@ class EventBus:
         return complete
 
     def _put_barriers(
-        self, buffers: tuple[Buffer, ...], ident: int | None, task: asyncio.Task[Any] | None
+        self,
+        buffers: tuple[Buffer, ...],
+        thread: threading.Thread | None,
+        task: asyncio.Task[Any] | None,
     ) -> tuple[list[Barrier], bool]:
         barriers: list[Barrier] = []
         complete = True
         for buffer in buffers:
-            if (ident is not None and buffer.consumer_ident == ident) or (
+            if (thread is not None and buffer.consumer_thread is thread) or (
                 task is not None and buffer.consumer_task is task
             ):
                 complete = False
@@ -408,7 +419,6 @@ class EventBus:
         buffer = Buffer(self, lossless, buffer_size, name or f"subscription-{next(self._names)}")
         if consumer_thread is not None:
             buffer.consumer_thread = consumer_thread
-            buffer.consumer_ident = consumer_thread.ident
             buffer.consumer_loop = None
         with self._lock:
             self._set_buffers((*self._buffers, buffer))
@@ -447,9 +457,10 @@ class EventBus:
             self._watches = watches
             self._has_subscribers = bool(self._buffers or watches)
 
-    def _consumes_lossless(self, ident: int) -> bool:
-        """Whether thread ``ident`` consumes a lossless subscription (so it must never wait)."""
-        return any(buffer.consumer_ident == ident for buffer in self._lossless)
+    def _consumes_lossless(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` consumes a lossless subscription (so it must never wait)."""
+        # Threads, not idents: an ident is reused once its thread has ended.
+        return any(buffer.consumer_thread is thread for buffer in self._lossless)
 
 
 _bus: EventBus | None = None

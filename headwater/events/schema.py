@@ -51,7 +51,7 @@ class Resource(dict):  # type: ignore[type-arg]
 
 
 class RelatedResource(Resource):
-    """A resource related to an event's primary resource, in the role ``headwater.resource.role``."""
+    """A resource related to an event's primary resource, in role ``headwater.resource.role``."""
 
     @property
     def role(self) -> str:
@@ -144,7 +144,9 @@ def _check_labels(labels: dict[str, Any], where: str) -> None:
 def validate_event_shape(event: Event) -> None:
     """Check the rules the type hints cannot express; raise InvalidEventError naming the field."""
     if not event.event:
-        raise InvalidEventError("event name is empty; expected a dotted name such as 'order.placed'")
+        raise InvalidEventError(
+            "event name is empty; expected a dotted name such as 'order.placed'"
+        )
     if len(event.event) > 1024:
         raise InvalidEventError(f"event name is {len(event.event)} characters; at most 1024")
     resource = event.resource

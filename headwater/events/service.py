@@ -172,7 +172,7 @@ class ServiceLoop:
         self.start()
         task_group, loop = self._task_group, self._loop
         assert task_group is not None and loop is not None
-        label = name or getattr(async_fn, "__qualname__", repr(async_fn))
+        label: str = name or str(getattr(async_fn, "__qualname__", async_fn))
         if threading.current_thread() is self._thread:
             task_group.start_soon(self._guarded, async_fn, args, label, name=label)
         else:
@@ -217,7 +217,11 @@ class ServiceLoop:
             if not future.done():
                 future.set_exception(RuntimeError("cancelled on the service loop"))
 
-        self.start_soon(runner, name=f"run_coroutine {getattr(coro, '__qualname__', coro)}")
+        try:
+            self.start_soon(runner, name=f"run_coroutine {getattr(coro, '__qualname__', coro)}")
+        except RuntimeError:
+            coro.close()  # never started: do not leave a never-awaited coroutine behind
+            raise
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -304,7 +308,7 @@ class ServiceLoop:
             await self._stop_event.wait()
             self._drained = anyio.Event()
             for consumer in list(self._consumers):
-                consumer.subscription._buffer.detach()
+                consumer.subscription.detach()
             if self._consumers:
                 with anyio.move_on_after(self._drain_timeout):
                     await self._drained.wait()
