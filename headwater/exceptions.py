@@ -69,10 +69,10 @@ class ParameterTypeError(HeadwaterError, TypeError):
 
     def __str__(self) -> str:
         if self.parameter is None:
-            return f"Invalid arguments for {self.callable_name!r}: {self.detail}"
+            return f"Invalid arguments for {self.callable_name}: {self.detail}"
         value = _short_repr(self.value)
         return (
-            f"Invalid parameter {self.parameter!r} for {self.callable_name!r}: expected "
+            f"Invalid parameter {self.parameter!r} for {self.callable_name}: expected "
             f"{self.expected}, got {value} ({self.detail})"
         )
 

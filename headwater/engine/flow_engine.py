@@ -99,6 +99,7 @@ class FlowRunEngine:
 
     def begin_attempt(self) -> None:
         flow_run = self.flow_run
+        self.returned_state = None  # a state an earlier attempt returned is not the result
         if flow_run.run_count == 0 and self.flow.flow_run_name is not None:
             flow_run.rename(self.flow.render_run_name(flow_run.parameters))
             self.logger = get_run_logger(self._context(None))

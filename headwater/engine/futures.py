@@ -98,7 +98,7 @@ class HeadwaterFuture(Generic[R]):
     def wait(self, timeout: float | None = None) -> None:
         """Block until the task run is done, or until ``timeout`` seconds pass (no error)."""
         if not self._done.is_set():
-            self._guard_loop("wait")
+            self._guard_loop("future.wait()")
             self._done.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
@@ -111,7 +111,7 @@ class HeadwaterFuture(Generic[R]):
             Exception: the task's own exception, with ``raise_on_failure``.
         """
         if not self._done.is_set():
-            self._guard_loop("result")
+            self._guard_loop("future.result()")
             if not self._done.wait(timeout):
                 raise TimeoutError(
                     f"Task run {self.task_run.name!r} did not finish within {timeout} seconds"
@@ -158,7 +158,9 @@ class HeadwaterFuture(Generic[R]):
                 return
         _run_callback(fn, self)
 
-    def _guard_loop(self, method: str) -> None:
+    def _guard_loop(
+        self, method: str, instead: str = "`await future` or `await future.aresult()`"
+    ) -> None:
         owner = self._owner_loop
         if owner is None:
             return
@@ -168,9 +170,8 @@ class HeadwaterFuture(Generic[R]):
             return
         if running is owner:
             raise FutureBlockedLoopError(
-                f"future.{method}() would block the event loop that runs task run "
-                f"{self.task_run.name!r}, so it could never finish; in async code use "
-                f"`await future` or `await future.aresult()`"
+                f"{method} would block the event loop that runs task run "
+                f"{self.task_run.name!r}, so it could never finish; in async code use {instead}"
             )
 
     def __repr__(self) -> str:
@@ -257,6 +258,10 @@ class as_completed(Generic[R]):
         self._timeout = timeout
 
     def __iter__(self) -> Iterator[HeadwaterFuture[R]]:
+        for future in self._futures:
+            if not future.done():
+                # waiting here on the loop that runs the task would never end
+                future._guard_loop("iterating as_completed()", "`async for` over as_completed()")
         futures, self._futures = self._futures, []
         total = len(futures)
         finished: queue.SimpleQueue[HeadwaterFuture[R]] = queue.SimpleQueue()

@@ -108,7 +108,8 @@ def add_log_sink(sink: LogSink) -> None:
 def remove_log_sink(sink: LogSink) -> None:
     global _sinks
     with _sinks_lock:
-        _sinks = tuple(existing for existing in _sinks if existing is not sink)
+        # equality, as in add_log_sink: a bound method is a new object on each access
+        _sinks = tuple(existing for existing in _sinks if existing != sink)
 
 
 class _SinkHandler(logging.Handler):

@@ -35,7 +35,7 @@ class ParameterSchema:
         reserved = RESERVED_PARAMETERS & set(self.signature.parameters)
         if reserved:
             raise ReservedArgumentError(
-                f"{owner!r} declares the parameter(s) {sorted(reserved)}, which headwater reserves "
+                f"{owner} declares the parameter(s) {sorted(reserved)}, which headwater reserves "
                 "for the call itself (return_state=..., wait_for=...); rename them"
             )
         try:
@@ -110,21 +110,12 @@ class ParameterSchema:
         """Turn a parameters mapping back into ``(args, kwargs)`` for the function."""
         if self._simple:
             return (), parameters
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for name, param in self.signature.parameters.items():
-            if name not in parameters:
-                continue
-            value = parameters[name]
-            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
-                args.append(value)
-            elif param.kind is inspect.Parameter.VAR_POSITIONAL:
-                args.extend(value)
-            elif param.kind is inspect.Parameter.VAR_KEYWORD:
-                kwargs.update(value)
-            else:
-                kwargs[name] = value
-        return tuple(args), kwargs
+        # BoundArguments passes positional-or-keyword parameters positionally when a
+        # *args parameter follows them (as keywords they would collide with *args)
+        names = self.signature.parameters
+        ordered = {name: parameters[name] for name in names if name in parameters}
+        bound = inspect.BoundArguments(self.signature, ordered)  # type: ignore[arg-type]
+        return bound.args, bound.kwargs
 
     def _plan(self) -> dict[str, Validator]:
         validators: dict[str, Validator] = {}
@@ -173,5 +164,10 @@ def _type_name(hint: Any) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """One line of detail: pydantic spreads its explanation over several lines."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = "; ".join(line for line in lines if not line.startswith("For further information"))
+    return detail if len(detail) <= 300 else detail[:297] + "..."

@@ -156,6 +156,7 @@ class TaskRunEngine:
         if self.task_run.run_count == 0:
             self.transition(Running())
         else:
+            self.returned_state = None  # a state an earlier attempt returned is not the result
             self.transition(Retrying())
 
     def context(self) -> TaskRunContext:

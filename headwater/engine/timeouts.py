@@ -117,10 +117,12 @@ class SyncDeadline:
         with _watchdog.lock:
             self.done = True
             fired = self.fired
-        if fired and exc_type is None:
-            # the interrupt was queued but not yet delivered: withdraw it, report the timeout
+        if fired and exc_type is not TimeoutInterrupt:
+            # queued but not delivered (the block ended, or raised something else first):
+            # withdraw it so it cannot strike later, outside this block
             _clear_async_exc(self.thread_id, None)
-            raise TimeoutInterrupt()
+            if exc_type is None:
+                raise TimeoutInterrupt()
 
 
 def stop_watchdog() -> None:
