@@ -254,7 +254,8 @@ class as_completed(Generic[R]):
     def __init__(self, futures: Iterable[HeadwaterFuture[R]], timeout: float | None = None):
         if timeout is not None and timeout < 0:
             raise ValueError(f"as_completed() timeout must not be negative, got {timeout}")
-        self._futures = list(futures)
+        # the same future passed twice is yielded once, as in Prefect
+        self._futures = list(dict.fromkeys(futures))
         self._timeout = timeout
 
     def __iter__(self) -> Iterator[HeadwaterFuture[R]]:

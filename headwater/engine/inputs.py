@@ -7,6 +7,8 @@ then ``resolve`` substitutes results (or reports the upstream that did not compl
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,6 +65,11 @@ def _collect(value: Any, found: list[HeadwaterFuture[Any]], depth: int) -> None:
     elif kind is dict:
         for item in value.values():
             _collect(item, found, depth + 1)
+    else:
+        fields = _object_fields(value)
+        if fields is not None:
+            for item in fields.values():
+                _collect(item, found, depth + 1)
 
 
 def resolve(value: Any, allow: bool = False, depth: int = 0) -> Any:
@@ -98,7 +105,35 @@ def resolve(value: Any, allow: bool = False, depth: int = 0) -> Any:
         if all(resolved[key] is item for key, item in value.items()):
             return value
         return resolved
+    fields = _object_fields(value)
+    if fields:
+        changed = {}
+        for name, item in fields.items():
+            new = resolve(item, allow, depth + 1)
+            if new is not item:
+                changed[name] = new
+        if changed:
+            return _rebuild(value, changed)
     return value
+
+
+def _object_fields(value: Any) -> dict[str, Any] | None:
+    """The fields of a dataclass instance or pydantic model, which Prefect walks too."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    model_fields = getattr(type(value), "model_fields", None)
+    if isinstance(model_fields, dict) and hasattr(value, "model_copy"):
+        return {name: getattr(value, name) for name in model_fields}
+    return None
+
+
+def _rebuild(value: Any, changed: dict[str, Any]) -> Any:
+    if hasattr(value, "model_copy"):
+        return value.model_copy(update=changed)
+    rebuilt = copy.copy(value)
+    for name, item in changed.items():
+        object.__setattr__(rebuilt, name, item)  # frozen dataclasses too
+    return rebuilt
 
 
 def _state_value(state: State[Any], allow: bool, description: str) -> Any:

@@ -10,7 +10,7 @@ from conftest import assert_transitions
 
 from headwater import allow_failure, flow, quote, task, unmapped
 from headwater.exceptions import MappingLengthMismatch, MappingMissingIterable, UnfinishedRun
-from headwater.futures import HeadwaterFuture
+from headwater.futures import HeadwaterFuture, as_completed
 from headwater.states import Cancelled, Completed, Crashed, Failed, State, StateType
 
 DEADLINE = 10
@@ -396,3 +396,47 @@ def test_map_of_an_empty_list_submits_nothing() -> None:
         return identity.map([]).result()
 
     assert pipeline() == []
+
+
+def test_futures_inside_dataclasses_and_models_are_resolved():
+    import dataclasses
+
+    import pydantic
+
+    @dataclasses.dataclass(frozen=True)
+    class Box:
+        value: object
+        label: str = "box"
+
+    class Model(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        value: object
+
+    @task
+    def produce(x: int) -> int:
+        return x * 10
+
+    @task
+    def unbox(box: Box, model: Model) -> tuple[object, object, str]:
+        return box.value, model.value, box.label
+
+    @flow
+    def pipeline() -> tuple[object, object, str]:
+        first = produce.submit(1)
+        second = produce.submit(2)
+        return unbox(Box(first), Model(value=second))
+
+    assert pipeline() == (10, 20, "box")
+
+
+def test_as_completed_yields_a_repeated_future_once():
+    @task
+    def one() -> int:
+        return 1
+
+    @flow
+    def pipeline() -> int:
+        future = one.submit()
+        return len(list(as_completed([future, future])))
+
+    assert pipeline() == 1
