@@ -8,12 +8,22 @@ from headwater.engine.context import related_resources, tags
 from headwater.engine.flows import Flow, flow
 from headwater.engine.logging import get_run_logger
 from headwater.engine.states import State
+from headwater.engine.startup import register_startup_hook
 from headwater.engine.tasks import Task, task
 from headwater.events.emit import emit_event, register_related_provider
 
-# events emitted inside a run are related to it; events/ cannot import the engine itself
+
+def _start_persistence() -> None:
+    # imported on first run, not at import: a plain `import headwater` opens no database
+    from headwater.storage import ensure_persistence
+
+    ensure_persistence()
+
+
+# The engine knows nothing of storage or of itself as seen from events/: wire them here.
 register_related_provider(related_resources)
-del related_resources, register_related_provider
+register_startup_hook(_start_persistence)
+del related_resources, register_related_provider, register_startup_hook
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -14,27 +13,14 @@ _home = tempfile.mkdtemp(prefix="headwater-tests-")
 os.environ["HEADWATER_HOME"] = _home
 os.environ.setdefault("HEADWATER_LOGGING_TO_CONSOLE", "false")
 
-from headwater.events import Event, get_bus  # noqa: E402
+from support import EventLog  # noqa: E402
+
+from headwater.events import get_bus  # noqa: E402
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class EventLog(list[Event]):
-    """Every event published while the fixture is active, in order."""
-
-    def names(self, prefix: str = "") -> list[str]:
-        return [event.event for event in self if event.event.startswith(prefix)]
-
-    def for_resource(self, resource_id: str) -> list[Event]:
-        return [event for event in self if event.resource_id == resource_id]
-
-    def state_names(self, run_id: Any, kind: str = "flow-run") -> list[str]:
-        """The state names a run went through, from its own events."""
-        resource_id = f"headwater.{kind}.{run_id}"
-        return [event.event.rsplit(".", 1)[1] for event in self.for_resource(resource_id)]
 
 
 @pytest.fixture
@@ -52,9 +38,3 @@ def events() -> Iterator[EventLog]:
     finally:
         bus.flush(timeout=10)
         consumer.close()
-
-
-def assert_transitions(log: EventLog, run_id: Any, expected: list[str], kind: str = "flow-run"):
-    """Assert a run went through exactly ``expected`` state names, in order."""
-    seen = log.state_names(run_id, kind)
-    assert seen == expected, f"{kind} {run_id}: expected {expected}, saw {seen}"

@@ -20,7 +20,14 @@ import msgspec
 from headwater._ids import new_uuid
 from headwater.engine.states import TERMINAL_STATES, State, StateType
 from headwater.events.bus import get_bus
-from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
+from headwater.events.schema import (
+    RESOURCE_ID,
+    RESOURCE_NAME,
+    RESOURCE_ROLE,
+    Event,
+    RelatedResource,
+    Resource,
+)
 
 __all__ = ["FlowRun", "RunIdentity", "TaskRun", "TransitionRecord", "set_state"]
 
@@ -34,6 +41,8 @@ class RunIdentity:
 
     __slots__ = (
         "_related",
+        "_payload",
+        "_last_state",
         "flow_name",
         "flow_run_id",
         "flow_run_name",
@@ -78,7 +87,10 @@ class RunIdentity:
         self.tags = tags
         self.flow_version = flow_version
         self.parameters = parameters
-        self._related: list[dict[str, str]] | None = None
+        self._related: list[RelatedResource] | None = None
+        # caches used when events are materialised (consumer side, one run at a time)
+        self._payload: tuple[int, dict[str, Any]] | None = None
+        self._last_state: tuple[uuid.UUID, dict[str, Any]] | None = None
 
     @property
     def resource_id(self) -> str:
@@ -88,7 +100,8 @@ class RunIdentity:
             resource_id = self._resource_id = f"headwater.{self.kind}.{self.id}"
         return resource_id
 
-    def related(self) -> list[dict[str, str]]:
+    def related(self) -> list[RelatedResource]:
+        """The run's related resources; one list shared by all its events (read-only)."""
         if self._related is None:
             related: list[dict[str, str]] = []
             if self.kind == "task-run" and self.flow_run_id is not None:
@@ -124,10 +137,26 @@ class RunIdentity:
                 )
             for tag in sorted(self.tags):
                 related.append({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"})
-            self._related = related
-        return [dict(item) for item in self._related]
+            self._related = [RelatedResource(item) for item in related]
+        return self._related
 
     def run_payload(self, run_count: int) -> dict[str, Any]:
+        """The ``flow_run``/``task_run`` part of the payload, built once per run count."""
+        cached = self._payload
+        if cached is not None and cached[0] == run_count:
+            return cached[1]
+        payload = self._build_run_payload(run_count)
+        self._payload = (run_count, payload)
+        return payload
+
+    def state_json(self, snapshot: StateSnapshot) -> dict[str, Any]:
+        """A state as the payload shows it; the previous event's copy is reused."""
+        cached = self._last_state
+        if cached is not None and cached[0] == snapshot[0]:
+            return cached[1]
+        return _snapshot_json(snapshot)
+
+    def _build_run_payload(self, run_count: int) -> dict[str, Any]:
         if self.kind == "flow-run":
             return {
                 "flow_run": {
@@ -218,33 +247,39 @@ class TransitionRecord:
 
     def _materialise(self) -> Event:
         identity = self.identity
-        state_id, state_type, name, message, timestamp = self.current
-        resource = {
-            RESOURCE_ID: identity.resource_id,
-            RESOURCE_NAME: identity.name,
-            "headwater.run-count": str(self.run_count),
-            "headwater.state-message": (message or "")[:MESSAGE_LIMIT],
-            "headwater.state-name": name,
-            "headwater.state-timestamp": timestamp.isoformat(),
-            "headwater.state-type": state_type.value,
-        }
+        current = self.current
+        state_id, _, name, _, timestamp = current
+        validated = _snapshot_json(current)
+        previous = self.previous
+        initial = None if previous is None else identity.state_json(previous)
+        identity._last_state = (state_id, validated)
+        resource = Resource(
+            {
+                RESOURCE_ID: identity.resource_id,
+                RESOURCE_NAME: identity.name,
+                "headwater.run-count": str(self.run_count),
+                "headwater.state-message": validated["message"],
+                "headwater.state-name": name,
+                "headwater.state-timestamp": validated["timestamp"],
+                "headwater.state-type": validated["type"],
+            }
+        )
         if identity.kind == "task-run":
             resource["headwater.orchestration"] = "client"
-        previous = self.previous
         payload: dict[str, Any] = {
             "intended": {
                 "from": None if previous is None else previous[1].value,
-                "to": state_type.value,
+                "to": validated["type"],
             },
-            "initial_state": None if previous is None else _snapshot_json(previous),
-            "validated_state": _snapshot_json(self.current),
+            "initial_state": initial,
+            "validated_state": validated,
         }
         payload.update(identity.run_payload(self.run_count))
         return Event(
             occurred=timestamp,
             event=f"headwater.{identity.kind}.{name}",
-            resource=resource,  # type: ignore[arg-type]
-            related=identity.related(),  # type: ignore[arg-type]
+            resource=resource,
+            related=identity.related(),
             payload=payload,
             id=state_id,
             follows=None if previous is None else previous[0],

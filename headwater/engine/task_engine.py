@@ -30,6 +30,7 @@ from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.retries import jittered, retry_delay
 from headwater.engine.runs import TaskRun, TransitionRecord, set_state
+from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
     Completed,
@@ -88,6 +89,7 @@ class TaskRunEngine:
             index = flow_ctx.next_task_index(task.task_key)
             flow_run = flow_ctx.flow_run
         else:
+            ensure_started()  # a task run outside any flow is a run of its own
             index = next(_standalone_index)
             flow_run = None
         context_tags = current_tags()

@@ -15,7 +15,13 @@ from typing import Any
 import msgspec
 
 from headwater.events.bus import get_bus
-from headwater.events.schema import RESOURCE_ID, Event, RelatedResource, Resource
+from headwater.events.schema import (
+    RESOURCE_ID,
+    Event,
+    RelatedResource,
+    Resource,
+    validate_event_shape,
+)
 from headwater.exceptions import EventTooLarge, InvalidEventError
 from headwater.settings import get_settings
 
@@ -97,6 +103,7 @@ def emit_event(
     if id is not None:
         fields["id"] = id
     built = Event(**fields)
+    validate_event_shape(built)
     if isinstance(follows, Event):
         if abs(follows.occurred - built.occurred) <= FOLLOWS_WINDOW:
             built.follows = follows.id

@@ -84,7 +84,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=False):
     follows: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
-        validate_event_shape(self)
+        validate_event_shape(self, check_labels=False)
 
     @property
     def resource_id(self) -> str:
@@ -141,8 +141,13 @@ def _check_labels(labels: dict[str, Any], where: str) -> None:
             )
 
 
-def validate_event_shape(event: Event) -> None:
-    """Check the rules the type hints cannot express; raise InvalidEventError naming the field."""
+def validate_event_shape(event: Event, check_labels: bool = True) -> None:
+    """Check the rules the type hints cannot express; raise InvalidEventError naming the field.
+
+    Every Event gets the cheap checks when it is built; the label-by-label checks
+    (``check_labels``) run where events come from outside: ``emit_event``, decoding, the
+    wire. The engine's own events skip them, on the per-event consumer path.
+    """
     if not event.event:
         raise InvalidEventError(
             "event name is empty; expected a dotted name such as 'order.placed'"
@@ -160,7 +165,8 @@ def validate_event_shape(event: Event) -> None:
         raise InvalidEventError(
             f"resource is missing a non-empty {RESOURCE_ID!r} label (got labels {sorted(resource)})"
         )
-    _check_labels(resource, "resource")
+    if check_labels:
+        _check_labels(resource, "resource")
     if len(event.related) > MAXIMUM_RELATED_RESOURCES:
         raise InvalidEventError(
             f"event has {len(event.related)} related resources; at most "
@@ -177,7 +183,8 @@ def validate_event_shape(event: Event) -> None:
             raise InvalidEventError(f"related[{index}] is missing a non-empty {RESOURCE_ID!r}")
         if not related.get(RESOURCE_ROLE):
             raise InvalidEventError(f"related[{index}] is missing a non-empty {RESOURCE_ROLE!r}")
-        _check_labels(related, f"related[{index}]")
+        if check_labels:
+            _check_labels(related, f"related[{index}]")
     if event.occurred.tzinfo is None:
         event.occurred = event.occurred.replace(tzinfo=datetime.timezone.utc)
 
@@ -201,16 +208,20 @@ def decode_event(data: bytes | str) -> Event:
         InvalidEventError: the JSON is malformed or breaks the schema; the message says where.
     """
     try:
-        return _decoder.decode(data)
+        event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidEventError(f"invalid event: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidEventError(f"malformed event JSON: {exc}") from None
+    validate_event_shape(event)
+    return event
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Build and validate an event from a plain mapping (e.g. a decoded JSON object)."""
     try:
-        return msgspec.convert(data, Event, dec_hook=events_decoder_hook)
+        event = msgspec.convert(data, Event, dec_hook=events_decoder_hook)
     except msgspec.ValidationError as exc:
         raise InvalidEventError(f"invalid event: {exc}") from None
+    validate_event_shape(event)
+    return event

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import EventLog, assert_transitions
+from support import EventLog, assert_transitions
 
 from headwater import flow, tags, task
 from headwater.events import Event, get_bus

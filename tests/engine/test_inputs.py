@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import assert_transitions
+from support import assert_transitions
 
 from headwater import allow_failure, flow, quote, task, unmapped
 from headwater.exceptions import MappingLengthMismatch, MappingMissingIterable, UnfinishedRun

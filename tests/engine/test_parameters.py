@@ -7,7 +7,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from conftest import assert_transitions
+from support import assert_transitions
 
 from headwater import flow, task
 from headwater.engine.parameters import ParameterSchema

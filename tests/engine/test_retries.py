@@ -6,7 +6,7 @@ import logging
 import random
 
 import pytest
-from conftest import assert_transitions
+from support import assert_transitions
 
 from headwater import flow, task
 from headwater.engine.retries import (

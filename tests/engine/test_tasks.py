@@ -7,7 +7,7 @@ import logging
 
 import anyio
 import pytest
-from conftest import assert_transitions
+from support import assert_transitions
 
 from headwater import flow, tags, task
 from headwater.engine.runs import TaskRun

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import assert_transitions
+from support import assert_transitions
 
 from headwater import flow, task
 from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt
