@@ -22,7 +22,7 @@ from headwater.engine.futures import resolve_futures_to_states
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.naming import generate_slug
-from headwater.engine.runs import FlowRun, TransitionRecord, set_state
+from headwater.engine.runs import FlowRun, set_state
 from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
@@ -36,6 +36,7 @@ from headwater.engine.states import (
     return_value_to_state,
 )
 from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt
+from headwater.engine.transitions import TransitionRecord
 from headwater.events.bus import get_bus
 from headwater.exceptions import FailedRun, FlowRunTimeoutError, ParameterTypeError
 

@@ -29,7 +29,7 @@ from headwater.engine.context import (
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.retries import jittered, retry_delay
-from headwater.engine.runs import TaskRun, TransitionRecord, set_state
+from headwater.engine.runs import TaskRun, set_state
 from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
@@ -44,6 +44,7 @@ from headwater.engine.states import (
     _named,
 )
 from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt
+from headwater.engine.transitions import TransitionRecord
 from headwater.events.bus import get_bus
 from headwater.exceptions import TaskRunTimeoutError
 

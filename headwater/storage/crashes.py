@@ -1,0 +1,231 @@
+"""Finding flow runs whose process died without reporting a final state, and marking them Crashed.
+
+A flow run's events carry the pid and hostname of the process running it. A run still
+Pending, Running or Cancelling whose process, on this machine, no longer exists cannot
+finish: it is marked Crashed. Runs on another machine cannot be probed; they are marked
+only when ``stale_after`` is given and their heartbeat (refreshed by every write about the
+run or its tasks) is older than that.
+
+The Crashed state is a real event, ``headwater.flow-run.Crashed``, following the run's last
+state. It is committed in the same transaction as a compare-and-set on the run's current
+state id, so when several processes sweep the same file at once exactly one of them marks
+the run, and then it is published on the bus for every other consumer (the persistence
+writer sees it again and, the event id being the state id, writes nothing twice).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import sqlite3
+import uuid
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from headwater._ids import new_uuid
+from headwater.events.bus import EventBus
+from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
+from headwater.storage.database import Database
+from headwater.storage.rows import build_rows, format_timestamp, parse_timestamp
+from headwater.storage.writer import write_rows
+
+__all__ = ["crashed_event", "mark_crashed_runs", "process_alive"]
+
+_ACTIVE_RUNS = (
+    "SELECT id, name, flow_name, flow_version, parent_flow_run_id, state_id, state_type,"
+    " state_name, state_message, state_timestamp, run_count, parameters, tags, pid, hostname,"
+    " heartbeat FROM flow_runs WHERE state_type IN ('PENDING', 'RUNNING', 'CANCELLING')"
+)
+_CLAIM = (
+    "UPDATE flow_runs SET state_id = ?, state_type = 'CRASHED', state_name = 'Crashed',"
+    " state_message = ?, state_timestamp = ?, end_time = ? WHERE id = ? AND state_id = ?"
+)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": comm may hold spaces and ")", so split at the last ")".
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no procfs (macOS): os.kill is all we can know
+
+
+def crashed_event(run: dict[str, Any], now: datetime.datetime, message: str) -> Event:
+    """The ``headwater.flow-run.Crashed`` event for a stored run row (a pure function).
+
+    Args:
+        run: a ``flow_runs`` row as a mapping of column names.
+        now: the time of the Crashed state.
+        message: the Crashed state's message.
+    """
+    state_id = new_uuid()
+    timestamp = now.isoformat()
+    tags = msgspec.json.decode(run["tags"]) if run["tags"] else []
+    parameters = msgspec.json.decode(run["parameters"]) if run["parameters"] else {}
+    related: list[dict[str, str]] = [
+        {
+            RESOURCE_ID: f"headwater.flow.{run['flow_name']}",
+            RESOURCE_ROLE: "flow",
+            RESOURCE_NAME: run["flow_name"],
+        }
+    ]
+    if run["parent_flow_run_id"]:
+        related.append(
+            {
+                RESOURCE_ID: f"headwater.flow-run.{run['parent_flow_run_id']}",
+                RESOURCE_ROLE: "parent-flow-run",
+            }
+        )
+    related.extend({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"} for tag in tags)
+    previous_timestamp = parse_timestamp(run["state_timestamp"]).isoformat()
+    return Event(
+        occurred=now,
+        event="headwater.flow-run.Crashed",
+        resource={  # type: ignore[arg-type]
+            RESOURCE_ID: f"headwater.flow-run.{run['id']}",
+            RESOURCE_NAME: run["name"],
+            "headwater.run-count": str(run["run_count"]),
+            "headwater.state-message": message,
+            "headwater.state-name": "Crashed",
+            "headwater.state-timestamp": timestamp,
+            "headwater.state-type": "CRASHED",
+        },
+        related=related,  # type: ignore[arg-type]
+        payload={
+            "intended": {"from": run["state_type"], "to": "CRASHED"},
+            "initial_state": {
+                "id": run["state_id"],
+                "type": run["state_type"],
+                "name": run["state_name"],
+                "message": run["state_message"] or "",
+                "timestamp": previous_timestamp,
+            },
+            "validated_state": {
+                "id": str(state_id),
+                "type": "CRASHED",
+                "name": "Crashed",
+                "message": message,
+                "timestamp": timestamp,
+            },
+            "flow_run": {
+                "id": run["id"],
+                "name": run["name"],
+                "flow_name": run["flow_name"],
+                "flow_version": run["flow_version"],
+                "parent_flow_run_id": run["parent_flow_run_id"],
+                "parameters": parameters,
+                "tags": tags,
+                "run_count": run["run_count"],
+                "pid": run["pid"],
+                "hostname": run["hostname"],
+            },
+        },
+        id=state_id,
+        follows=uuid.UUID(run["state_id"]),
+    )
+
+
+def _crash_reason(
+    run: dict[str, Any],
+    hostname: str,
+    now: datetime.datetime,
+    stale_after: datetime.timedelta | None,
+) -> str | None:
+    pid, host = run["pid"], run["hostname"]
+    if pid is None or host is None:
+        return None  # not started by a process we can probe (e.g. created by a server)
+    if host == hostname:
+        if pid == os.getpid() or process_alive(pid):
+            return None
+        return (
+            f"Flow run process {pid} on {host} exited without reporting a final state "
+            "(killed, or the machine restarted)."
+        )
+    if stale_after is None or run["heartbeat"] is None:
+        return None
+    if now - parse_timestamp(run["heartbeat"]) < stale_after:
+        return None
+    return (
+        f"Flow run process {pid} on {host} has not been heard from since {run['heartbeat']} "
+        f"(more than {stale_after})."
+    )
+
+
+async def mark_crashed_runs(
+    database: Database,
+    bus: EventBus | None,
+    *,
+    now: datetime.datetime | None = None,
+    hostname: str | None = None,
+    stale_after: datetime.timedelta | None = None,
+) -> list[Event]:
+    """Mark every flow run whose process is gone as Crashed; return the Crashed events.
+
+    Args:
+        database: the database to sweep.
+        bus: where to publish the Crashed events after their commit (None: only store them).
+        now: the time of the Crashed states (default: now).
+        hostname: this machine's name (default: ``socket.gethostname()``).
+        stale_after: also mark runs of other machines whose heartbeat is older than this.
+
+    Raises:
+        StorageError: the database cannot be read or written.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    hostname = hostname or socket.gethostname()
+    async with database.read() as reader, reader.execute(_ACTIVE_RUNS) as cursor:
+        columns = [column[0] for column in cursor.description]
+        runs = [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+    crashed: list[Event] = []
+    for run in runs:
+        reason = _crash_reason(run, hostname, now, stale_after)
+        if reason is None:
+            continue
+        event = crashed_event(run, now, reason)
+        if await _claim(database, run, event, now):
+            crashed.append(event)
+    if bus is not None:
+        for event in crashed:
+            bus.publish(event)
+    return crashed
+
+
+async def _claim(
+    database: Database, run: dict[str, Any], event: Event, now: datetime.datetime
+) -> bool:
+    timestamp = format_timestamp(now)
+    rows = build_rows([event], now)
+
+    async def work(connection: aiosqlite.Connection) -> bool:
+        cursor: sqlite3.Cursor | Any = await connection.execute(
+            _CLAIM,
+            (
+                str(event.id),
+                event.payload["validated_state"]["message"],
+                timestamp,
+                timestamp,
+                run["id"],
+                run["state_id"],
+            ),
+        )
+        if cursor.rowcount != 1:
+            return False  # another process marked it, or the run moved on meanwhile
+        await write_rows(connection, rows, timestamp)
+        return True
+
+    return await database.write(work)

@@ -1,0 +1,346 @@
+"""Starting, running and stopping persistence: the bridge between the bus and the database.
+
+:func:`ensure_persistence` is what the engine's start hook calls when a run starts (a
+cheap check once running). The first call opens (and migrates) the database on
+headwater's service loop, subscribes a :class:`~headwater.storage.writer.PersistenceWriter`
+to the bus (lossless), registers the run log sink, and starts the maintenance loop: a
+crash sweep at start and every minute, retention pruning at start and every hour.
+
+When the database cannot be used, the error (a :class:`~headwater.exceptions.StorageError`
+naming the file and the cause) is raised by every call, the same error without a new
+attempt, as long as ``HEADWATER_PERSISTENCE_REQUIRED`` is true (the default); when it is
+false, a warning is logged once and runs go on without history. The same applies when
+writes start failing later (disk full): with persistence required, the next run fails
+with that error.
+
+Exit: an ``atexit`` handler (which runs before the service loop's own) flushes the bus, so
+every event published before exit is committed, writes buffered logs and closes the file.
+On SIGTERM, when no other handler is installed, the same flush runs (bounded by
+:data:`EXIT_FLUSH_TIMEOUT`) and then the default action, termination by the signal,
+proceeds. What a hard kill can lose is described in :mod:`headwater.storage.writer`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from headwater.events.bus import EventBus, Subscription, get_bus
+from headwater.events.service import get_service_loop
+from headwater.exceptions import StorageError
+from headwater.settings import Settings, get_settings
+from headwater.storage.crashes import mark_crashed_runs
+from headwater.storage.database import Database
+from headwater.storage.retention import prune
+from headwater.storage.rows import format_timestamp, truncate_message
+from headwater.storage.sqlite import database_path
+from headwater.storage.writer import PersistenceWriter
+
+__all__ = ["Persistence", "ensure_persistence", "get_persistence", "stop_persistence"]
+
+logger = logging.getLogger("headwater.storage")
+
+CRASH_SWEEP_INTERVAL = 60.0
+PRUNE_INTERVAL = 3600.0
+SUBSCRIPTION_BUFFER = 10_000
+EXIT_FLUSH_TIMEOUT = 10.0
+
+
+class Persistence:
+    """One database, its writer and its bus subscription, living on the service loop.
+
+    Build it with :meth:`open` on the loop that will run it, then run :meth:`serve` there.
+    """
+
+    def __init__(
+        self, settings: Settings, database: Database, writer: PersistenceWriter, bus: EventBus
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.writer = writer
+        self.bus = bus
+        self.subscription: Subscription | None = None
+        self.key: tuple[Any, ...] = ()
+        self._closed = anyio.Event()
+        # One bound method, so that the sink registry can find it again to remove it.
+        self.sink: Callable[[logging.LogRecord], None] = self.log_sink
+
+    @classmethod
+    async def open(cls, settings: Settings, bus: EventBus) -> Persistence:
+        """Open the database and subscribe to ``bus``; events are buffered from then on.
+
+        Raises:
+            StorageError: the database cannot be opened.
+        """
+        _keep_signals_for_the_main_thread()
+        database = await Database.open(settings=settings)
+        writer = PersistenceWriter(
+            database,
+            batch_size=settings.database_batch_size,
+            batch_latency=settings.database_batch_latency,
+            max_log_length=settings.logging_max_message_length,
+        )
+        persistence = cls(settings, database, writer, bus)
+        try:
+            # Subscribed from a task on this loop: the bus knows the consumer's thread, so
+            # publishers on it never wait for it.
+            persistence.subscription = bus.subscribe(
+                lossless=True, buffer_size=SUBSCRIPTION_BUFFER, name="persistence"
+            )
+        except BaseException:
+            await database.close()
+            raise
+        return persistence
+
+    async def serve(self) -> None:
+        """Write until :meth:`aclose` (or cancellation); then write buffered logs and close."""
+        subscription = self.subscription
+        assert subscription is not None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._maintain)
+                await self.writer.run(subscription)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                subscription.close()
+                try:
+                    await self.writer.flush_logs()
+                finally:
+                    await self.database.close()
+                    self._closed.set()
+
+    async def aclose(self, flush_timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
+        """Commit everything published so far, then stop (from a task on the same loop)."""
+        if self.subscription is not None and not self.subscription.closed:
+            if not await self.bus.aflush(flush_timeout):
+                logger.warning("stopping persistence before every event was written")
+            self.subscription.close()
+        with anyio.move_on_after(flush_timeout):
+            await self._closed.wait()
+
+    async def _maintain(self) -> None:
+        next_prune = 0.0
+        while True:
+            now = anyio.current_time()
+            try:
+                await mark_crashed_runs(self.database, self.bus)
+                if now >= next_prune:
+                    next_prune = now + PRUNE_INTERVAL
+                    await prune(self.database, self.settings.retention_period)
+            except StorageError as exc:
+                logger.warning("run history maintenance failed: %s", exc)
+            await anyio.sleep(CRASH_SWEEP_INTERVAL)
+
+    def log_sink(self, record: logging.LogRecord) -> None:
+        """Receive a run log record from the engine's logging (any thread)."""
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+        self.writer.enqueue_log_row(
+            (
+                getattr(record, "flow_run_id", None),
+                getattr(record, "task_run_id", None),
+                record.name,
+                record.levelno,
+                truncate_message(message, self.writer.max_log_length),
+                format_timestamp(
+                    datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+                ),
+            )
+        )
+
+
+def _keep_signals_for_the_main_thread() -> None:
+    # Runs on the service thread. A process-directed SIGTERM goes to any thread that does
+    # not block it; one taken by this thread (or by the SQLite threads it starts, which
+    # inherit its mask) would not interrupt the main thread's sleep, so the Python-level
+    # handler, which only the main thread runs, could wait indefinitely.
+    if (
+        hasattr(signal, "pthread_sigmask")
+        and threading.current_thread() is not threading.main_thread()
+    ):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+_active: Persistence | None = None
+_failure: tuple[tuple[Any, ...], StorageError] | None = None
+_lock = threading.Lock()
+_exit_handler_installed = False
+_sigterm_installed = False
+
+
+def get_persistence() -> Persistence | None:
+    """The running persistence of this process, if any."""
+    return _active
+
+
+def ensure_persistence() -> Persistence | None:
+    """Make sure run history is being written; cheap after the first call.
+
+    Opens and migrates the database named by the settings, subscribes the writer to the
+    bus and starts it on the service loop. Does nothing (returns None) when
+    ``settings.events_enabled`` is False. When the storage settings change (e.g. another
+    ``HEADWATER_HOME`` under ``temporary_settings``), persistence restarts with them.
+
+    Returns:
+        The running :class:`Persistence`, or None when persistence is off or impossible and
+        not required.
+
+    Raises:
+        StorageError: the database cannot be opened or written and
+            ``HEADWATER_PERSISTENCE_REQUIRED`` is true; the message names the file and cause.
+            The same error is raised again by later calls, without a new attempt.
+    """
+    settings = get_settings()
+    active = _active
+    if active is None or active.settings is not settings:
+        with _lock:
+            active = _ensure_locked(settings)
+        if active is None:
+            return None
+    error = active.writer.error
+    if error is not None and settings.persistence_required:
+        raise error
+    return active
+
+
+def _storage_key(settings: Settings) -> tuple[Any, ...]:
+    """The settings persistence depends on; others may change without a restart."""
+    return (
+        database_path(settings),
+        settings.database_batch_size,
+        settings.database_batch_latency,
+        settings.database_busy_timeout,
+        settings.logging_max_message_length,
+        settings.retention_period,
+    )
+
+
+def _ensure_locked(settings: Settings) -> Persistence | None:
+    global _active, _failure
+    if not settings.events_enabled:
+        return None
+    key = _storage_key(settings)
+    active = _active
+    if active is not None:
+        if active.key == key:
+            active.settings = settings  # the next call takes the fast path
+            return active
+        _stop(active, EXIT_FLUSH_TIMEOUT)
+        _active = active = None
+    failure = _failure
+    if failure is not None and failure[0] == key:
+        if settings.persistence_required:
+            raise failure[1]
+        return None
+    service = get_service_loop()
+    if threading.current_thread() is service.thread:
+        raise RuntimeError(
+            "ensure_persistence() cannot open the database from the service loop; "
+            "call it from the thread that starts the run"
+        )
+    try:
+        active = service.run_coroutine(
+            Persistence.open(settings, get_bus()), timeout=settings.database_busy_timeout + 30.0
+        )
+    except StorageError as exc:
+        _failure = (key, exc)
+        if settings.persistence_required:
+            raise
+        logger.warning(
+            "run history is not being saved: %s (HEADWATER_PERSISTENCE_REQUIRED is false)", exc
+        )
+        return None
+    active.key = key
+    service.start_soon(active.serve, name="headwater persistence")
+    _active = active
+    _failure = None
+    _install_sinks(active)
+    return active
+
+
+def _install_sinks(active: Persistence) -> None:
+    global _exit_handler_installed, _sigterm_installed
+    from headwater.engine.logging import add_log_sink
+
+    add_log_sink(active.sink)
+    if not _exit_handler_installed:
+        # Registered after the service loop's own handler, so it runs first (LIFO).
+        atexit.register(_flush_at_exit)
+        _exit_handler_installed = True
+    if not _sigterm_installed and threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                _sigterm_installed = True
+        except (ValueError, OSError):
+            pass  # not the main interpreter, or no signals here
+
+
+def _stop(active: Persistence, timeout: float) -> None:
+    from headwater.engine.logging import remove_log_sink
+
+    remove_log_sink(active.sink)
+    service = get_service_loop()
+    if service.thread is None or threading.current_thread() is service.thread:
+        return
+    try:
+        service.run_coroutine(active.aclose(timeout), timeout=timeout + 5.0)
+    except (TimeoutError, RuntimeError) as exc:
+        logger.warning("persistence did not stop cleanly: %s", exc)
+
+
+def stop_persistence(timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
+    """Commit everything published so far, write buffered logs, close the database.
+
+    The next :func:`ensure_persistence` starts afresh. Safe to call when not running.
+    """
+    global _active, _failure
+    with _lock:
+        active, _active, _failure = _active, None, None
+        if active is not None:
+            _stop(active, timeout)
+
+
+def _flush_at_exit() -> None:
+    try:
+        stop_persistence(EXIT_FLUSH_TIMEOUT)
+    except Exception:
+        logger.exception("writing run history at exit failed")
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # Make what was published (and logged) durable, then let the signal do what it would
+    # have done. No lock is taken: the signal may have interrupted a holder of one.
+    try:
+        get_bus().flush(timeout=EXIT_FLUSH_TIMEOUT)
+        active = _active
+        service = get_service_loop()
+        if active is not None and service.thread is not None:
+            service.run_coroutine(active.writer.flush_logs(), timeout=EXIT_FLUSH_TIMEOUT)
+    except Exception:
+        logger.exception("writing run history on SIGTERM failed")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _reset_after_fork() -> None:
+    # The parent's service loop and connections do not exist in the child.
+    global _active, _failure, _lock
+    _active = None
+    _failure = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,352 @@
+"""The persistence writer: the one task per process that turns bus events and run logs into rows.
+
+It reads a lossless bus subscription in batches (at most ``batch_size`` events, and no
+event waits more than ``batch_latency`` seconds for its batch to start), writes each batch
+in one transaction with ``executemany``, and acknowledges the batch to the bus only after
+``COMMIT`` returns. So ``bus.flush()`` returning means "committed", which is how a flow
+run's terminal state is durable before the flow call returns.
+
+Loss window on a hard kill (SIGKILL, power loss aside): events published less than
+``batch_latency`` seconds (default 0.1 s, ``HEADWATER_DATABASE_BATCH_LATENCY``) plus one
+commit time before the kill may be lost; anything older is committed. Interpreter exit
+and SIGTERM flush everything first (see :mod:`headwater.storage.persistence`).
+
+Run logs arrive from any thread through :meth:`PersistenceWriter.enqueue_log` into a
+bounded buffer and are written by a second loop on the same connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import aiosqlite
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from headwater.events.bus import Subscription
+from headwater.events.schema import Event, EventSource
+from headwater.exceptions import StorageError
+from headwater.storage.database import Database
+from headwater.storage.rows import (
+    FLOW_RUN_COLUMNS,
+    TASK_RUN_COLUMNS,
+    BatchRows,
+    LogRecord,
+    build_rows,
+    log_row,
+)
+
+__all__ = ["PersistenceWriter", "write_rows"]
+
+logger = logging.getLogger("headwater.storage")
+
+_INSERT_EVENTS = (
+    "INSERT OR IGNORE INTO events (id, occurred, event, resource_id, follows, received, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENT_RESOURCES = (
+    "INSERT OR IGNORE INTO event_resources (resource_id, occurred, event_id, role)"
+    " VALUES (?, ?, ?, ?)"
+)
+_INSERT_STATES = (
+    "INSERT OR IGNORE INTO run_states (run_id, timestamp, id, type, name, message)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_FLOWS = "INSERT OR IGNORE INTO flows (id, name, created) VALUES (?, ?, ?)"
+
+# A run row takes a batch's state only if it is not older than the stored one, so a
+# re-delivered or late event never moves a run backwards; ties on timestamp go to the
+# time-ordered state id.
+_STATE_UPDATE = """
+    state_id = excluded.state_id, state_type = excluded.state_type,
+    state_name = excluded.state_name, state_message = excluded.state_message,
+    state_timestamp = excluded.state_timestamp,
+    run_count = max({table}.run_count, excluded.run_count),
+    start_time = coalesce({table}.start_time, excluded.start_time),
+    end_time = excluded.end_time,
+    created = min({table}.created, excluded.created)
+"""
+_NEWER = (
+    "WHERE (excluded.state_timestamp, excluded.state_id)"
+    " >= ({table}.state_timestamp, {table}.state_id)"
+)
+_UPSERT_FLOW_RUNS = (
+    f"INSERT INTO flow_runs ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,"
+    " flow_version = excluded.flow_version, parent_flow_run_id = excluded.parent_flow_run_id,"
+    " parameters = excluded.parameters, tags = excluded.tags,"
+    " pid = coalesce(excluded.pid, flow_runs.pid),"
+    " hostname = coalesce(excluded.hostname, flow_runs.hostname),"
+    " heartbeat = excluded.heartbeat,"
+    + _STATE_UPDATE.format(table="flow_runs")
+    + _NEWER.format(table="flow_runs")
+)
+_UPSERT_TASK_RUNS = (
+    f"INSERT INTO task_runs ({TASK_RUN_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, task_key = excluded.task_key,"
+    " task_name = excluded.task_name, flow_run_id = excluded.flow_run_id,"
+    " tags = excluded.tags, flow_name = coalesce(excluded.flow_name, task_runs.flow_name),"
+    + _STATE_UPDATE.format(table="task_runs")
+    + _NEWER.format(table="task_runs")
+)
+_HEARTBEAT = "UPDATE flow_runs SET heartbeat = ? WHERE id = ?"
+_INSERT_LOGS = (
+    "INSERT INTO logs (flow_run_id, task_run_id, name, level, message, timestamp)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+_LOG_WAIT_POLL = 0.25  # a thread waiting for log buffer room re-checks the writer this often
+_LOG_WAIT_LIMIT = 10.0  # ...and gives up (dropping the record, counted) after this long
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+async def write_rows(connection: aiosqlite.Connection, rows: BatchRows, now: str) -> None:
+    """Issue the statements that store ``rows``, inside the caller's write transaction."""
+    await connection.executemany(_INSERT_EVENTS, rows.events)
+    if rows.event_resources:
+        await connection.executemany(_INSERT_EVENT_RESOURCES, rows.event_resources)
+    if rows.states:
+        await connection.executemany(_INSERT_STATES, rows.states)
+    if rows.flows:
+        await connection.executemany(_INSERT_FLOWS, list(rows.flows.values()))
+    if rows.flow_runs:
+        await connection.executemany(_UPSERT_FLOW_RUNS, list(rows.flow_runs.values()))
+    if rows.task_runs:
+        await connection.executemany(_UPSERT_TASK_RUNS, list(rows.task_runs.values()))
+    if rows.heartbeats:
+        await connection.executemany(_HEARTBEAT, [(now, run_id) for run_id in rows.heartbeats])
+
+
+async def _insert_logs(connection: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
+    await connection.executemany(_INSERT_LOGS, rows)
+
+
+class PersistenceWriter:
+    """Writes events and run logs to one :class:`Database`, batched; acks after commit.
+
+    Args:
+        database: the open database (owned by the caller).
+        batch_size: most events per transaction.
+        batch_latency: longest wait, in seconds, for a batch to fill (the loss window).
+        max_log_length: log messages longer than this are truncated with a marker.
+        log_buffer_size: bound of the run log buffer; a full buffer makes
+            :meth:`enqueue_log` wait (backpressure), except on the writer's own thread.
+        clock: returns the current UTC time (tests pass a fake one).
+
+    Attributes:
+        error: the last write failure, or None once a write succeeds again.
+        lost_events: events that could not be written (after a write failure).
+        lost_logs: log records that could not be written or buffered.
+        committed_events: events committed so far.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        batch_size: int = 1000,
+        batch_latency: float = 0.1,
+        max_log_length: int = 100_000,
+        log_buffer_size: int = 10_000,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
+        self.database = database
+        self.batch_size = batch_size
+        self.batch_latency = batch_latency
+        self.max_log_length = max_log_length
+        self.log_buffer_size = log_buffer_size
+        self.clock = clock
+        self.error: StorageError | None = None
+        self.lost_events = 0
+        self.lost_logs = 0
+        self.committed_events = 0
+        self._logs: deque[tuple[Any, ...]] = deque()
+        self._logs_room = threading.Condition()
+        self._logs_loop: asyncio.AbstractEventLoop | None = None
+        self._logs_thread: int | None = None
+        self._logs_ready: asyncio.Event | None = None
+        self._logs_pause: anyio.CancelScope | None = None
+        self._stopping = False
+
+    # -- events --------------------------------------------------------------------------
+
+    async def write_events(self, items: Sequence[Event | EventSource]) -> None:
+        """Commit ``items`` (events or compact records) in one transaction.
+
+        Idempotent: writing the same events again changes nothing.
+
+        Raises:
+            StorageError: the transaction failed; nothing of it was written.
+        """
+        if items:
+            await self._commit(build_rows(items, self.clock()))
+
+    async def _commit(self, rows: BatchRows) -> None:
+        if not rows.events:
+            return
+        now = rows.events[0][5]  # the formatted ``received`` time
+        await self.database.write(lambda connection: write_rows(connection, rows, now))
+        self.committed_events += len(rows.events)
+
+    async def run(self, subscription: Subscription) -> None:
+        """Consume ``subscription`` until it is closed or detached, then drain the log buffer.
+
+        Two stages overlap: while one batch commits (SQLite works without the GIL), the next
+        is taken from the bus and turned into rows. Batches commit in order and each is
+        acknowledged after its own commit. A batch that cannot be written is acknowledged
+        too (and counted in :attr:`lost_events`) so that publishers never wait forever on a
+        broken disk: the failure is logged once, with the file and the cause.
+        """
+        self._bind_logs()
+        send, receive = anyio.create_memory_object_stream[tuple[int, BatchRows]](1)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._run_logs)
+            try:
+                async with anyio.create_task_group() as pipeline:
+                    pipeline.start_soon(self._commit_batches, receive, subscription)
+                    async with send:
+                        while True:
+                            batch = await subscription.get_batch(
+                                max_items=self.batch_size, max_latency=self.batch_latency
+                            )
+                            if not batch:
+                                break
+                            rows = build_rows(
+                                [item for item in batch if isinstance(item, Event)], self.clock()
+                            )
+                            await send.send((len(batch), rows))
+            finally:
+                self._stopping = True
+                if self._logs_pause is not None:
+                    self._logs_pause.cancel()
+                if self._logs_ready is not None:
+                    self._logs_ready.set()
+
+    async def _commit_batches(
+        self, receive: MemoryObjectReceiveStream[tuple[int, BatchRows]], subscription: Subscription
+    ) -> None:
+        async with receive:
+            async for delivered, rows in receive:
+                try:
+                    await self._commit(rows)
+                except StorageError as exc:
+                    self._failed(exc, events=len(rows.events))
+                else:
+                    self._recovered()
+                subscription.ack(delivered)
+
+    def _failed(self, exc: StorageError, *, events: int = 0, logs: int = 0) -> None:
+        if self.error is None:
+            logger.error("could not write run history: %s; later failures are not logged", exc)
+        self.error = exc
+        self.lost_events += events
+        self.lost_logs += logs
+
+    def _recovered(self) -> None:
+        if self.error is not None:
+            logger.warning(
+                "run history writes work again (%s); %d events and %d log records were lost",
+                self.database.path,
+                self.lost_events,
+                self.lost_logs,
+            )
+            self.error = None
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def _bind_logs(self) -> None:
+        self._logs_loop = asyncio.get_running_loop()
+        self._logs_thread = threading.get_ident()
+        self._logs_ready = asyncio.Event()
+        if self._logs:
+            self._logs_ready.set()
+
+    def enqueue_log(self, record: LogRecord) -> None:
+        """Queue one run log record for writing; thread-safe.
+
+        Returns at once unless the buffer is full; then it waits for the writer to make
+        room (up to 10 s, after which the record is counted in :attr:`lost_logs` and
+        dropped). On the writer's own thread it never waits. The message is truncated to
+        ``max_log_length`` characters with a marker; a record is never dropped for its size.
+        """
+        self.enqueue_log_row(log_row(record, self.max_log_length))
+
+    def enqueue_log_row(self, row: tuple[Any, ...]) -> None:
+        """Queue an already built ``logs`` row (see :func:`~headwater.storage.rows.log_row`)."""
+        logs = self._logs
+        if (
+            len(logs) >= self.log_buffer_size
+            and threading.get_ident() != self._logs_thread
+            and not self._wait_for_room()
+        ):
+            self.lost_logs += 1
+            return
+        was_empty = not logs
+        logs.append(row)
+        if was_empty:
+            self._wake_logs()
+
+    def _wait_for_room(self) -> bool:
+        deadline = time.monotonic() + _LOG_WAIT_LIMIT
+        with self._logs_room:
+            while len(self._logs) >= self.log_buffer_size:
+                loop = self._logs_loop
+                # Before the writer starts (loop None) it is worth waiting: it is coming.
+                if self._stopping or (loop is not None and loop.is_closed()):
+                    return False
+                self._wake_logs()
+                if time.monotonic() >= deadline:
+                    return False
+                self._logs_room.wait(_LOG_WAIT_POLL)
+        return True
+
+    def _wake_logs(self) -> None:
+        loop, ready = self._logs_loop, self._logs_ready
+        if loop is None or ready is None:
+            return
+        try:
+            loop.call_soon_threadsafe(ready.set)
+        except RuntimeError:
+            pass  # the writer's loop is closed; records stay buffered for a flush_logs()
+
+    async def flush_logs(self) -> None:
+        """Write every buffered log record now (in batches of ``batch_size``)."""
+        logs = self._logs
+        while logs:
+            rows: list[tuple[Any, ...]] = []
+            while logs and len(rows) < self.batch_size:
+                rows.append(logs.popleft())
+            with self._logs_room:
+                self._logs_room.notify_all()
+
+            try:
+                await self.database.write(partial(_insert_logs, rows=rows))
+            except StorageError as exc:
+                self._failed(exc, logs=len(rows))
+
+    async def _run_logs(self) -> None:
+        ready = self._logs_ready
+        assert ready is not None
+        while True:
+            await ready.wait()
+            ready.clear()
+            if not self._stopping:
+                # Gather more records; a stop cuts the wait short.
+                with anyio.CancelScope() as self._logs_pause:
+                    await anyio.sleep(self.batch_latency)
+                self._logs_pause = None
+            await self.flush_logs()
+            if self._stopping:
+                await self.flush_logs()
+                return
