@@ -7,8 +7,8 @@ from headwater.engine.annotations import allow_failure, opaque, quote, unmapped
 from headwater.engine.context import related_resources, tags
 from headwater.engine.flows import Flow, flow
 from headwater.engine.logging import get_run_logger
-from headwater.engine.states import State
 from headwater.engine.startup import register_startup_hook
+from headwater.engine.states import State
 from headwater.engine.tasks import Task, task
 from headwater.events.emit import emit_event, register_related_provider
 

@@ -1,19 +1,22 @@
 """The README's demo: an async flow with fan-out, a retry and a failure, watched live.
 
-Run it with ``python -m headwater.demo``. Nothing to start first: the events are printed
-by a consumer on headwater's own bus as the run goes.
+Run it with ``headwater demo`` or ``python -m headwater.demo``. Nothing to start first: the
+events are printed by a consumer on headwater's own bus as the run goes, and the table of
+runs at the end is read back from the run history database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from headwater import allow_failure, flow, get_run_logger, task
 from headwater.events import Event, get_bus
 
-__all__ = ["main", "nightly_etl"]
+__all__ = ["SOURCES", "main", "nightly_etl", "run_demo"]
 
 _attempts: dict[str, int] = {}
 
@@ -46,58 +49,54 @@ async def nightly_etl(sources: list[str]) -> int:
     return total
 
 
-_COLOURS = {
-    "COMPLETED": "32",
-    "FAILED": "31",
-    "CRASHED": "35",
-    "RUNNING": "36",
-    "SCHEDULED": "33",
-    "PENDING": "2",
-}
+SOURCES = ["orders", "flaky", "broken", "customers"]
 
 
-def _event_line(event: Event, colour: bool) -> str:
-    state_type = event.resource.get("headwater.state-type", "")
-    name = event.resource.get("headwater.resource.name", event.resource_id)
-    clock = event.occurred.strftime("%H:%M:%S.%f")[:-3]
-    text = f"{clock}  {event.event:<34} {name}"
-    code = _COLOURS.get(state_type)
-    return f"\033[{code}m{text}\033[0m" if colour and code else text
+def run_demo(on_event: Callable[[Event], None]) -> uuid.UUID | None:
+    """Run :func:`nightly_etl` once, handing every event to ``on_event`` as it happens.
 
+    ``on_event`` runs on headwater's service loop as a lossless bus consumer, so it sees
+    every event of the run, in order, while the run goes on; it has seen the last one when
+    this returns.
 
-def main(out: TextIO | None = None) -> int:
-    """Run the demo flow, printing every event as it happens, then a table of the runs."""
-    stream = out or sys.stdout
-    colour = stream.isatty()
-    seen: list[Event] = []
+    Returns:
+        The id of the demo's flow run (None only if its events never came).
+    """
+    _attempts.clear()  # "flaky" must fail on its first attempt on every run of the demo
+    flow_run_ids: list[uuid.UUID] = []
 
-    def show(event: Event) -> None:
-        seen.append(event)
-        print(_event_line(event, colour), file=stream, flush=True)
+    def consume(event: Event) -> None:
+        if not flow_run_ids and event.event.startswith("headwater.flow-run."):
+            flow_run_ids.append(uuid.UUID(event.resource_id.rsplit(".", 1)[1]))
+        on_event(event)
 
     bus = get_bus()
-    consumer = bus.add_consumer(show, lossless=True, name="demo-printer")
+    consumer = bus.add_consumer(consume, lossless=True, name="demo-printer")
     try:
-        print("headwater demo: live run events\n", file=stream)
-        asyncio.run(nightly_etl(["orders", "flaky", "broken", "customers"]))
+        asyncio.run(nightly_etl(SOURCES))
         bus.flush(timeout=10)
     finally:
         consumer.close()
+    return flow_run_ids[0] if flow_run_ids else None
 
-    final: dict[str, Event] = {}
-    for event in seen:
-        if event.event.startswith(("headwater.flow-run.", "headwater.task-run.")):
-            final[event.resource_id] = event
-    print(f"\n{'run':<24}{'kind':<10}{'state':<12}{'attempts':>8}", file=stream)
-    for event in final.values():
-        kind = "flow" if ".flow-run." in event.resource_id else "task"
-        print(
-            f"{event.resource.get('headwater.resource.name', ''):<24}{kind:<10}"
-            f"{event.resource['headwater.state-name']:<12}"
-            f"{event.resource.get('headwater.run-count', ''):>8}",
-            file=stream,
-        )
-    return 0
+
+def main(out: TextIO | None = None) -> int:
+    """Run the demo, printing every event as it happens, then the runs from the database.
+
+    The same as ``headwater demo``; kept here because the README runs
+    ``python -m headwater.demo``.
+    """
+    from headwater.cli.demo import show_demo
+    from headwater.cli.errors import exit_code_for, message_for
+
+    try:
+        return show_demo(out)
+    except Exception as exc:
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        print(message_for(exc), file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ class _WireEvent(msgspec.Struct):
 class TransitionRecord:
     """A state change as the bus carries it (see the module docstring)."""
 
-    __slots__ = ("identity", "run_count", "previous", "current", "_json", "_event")
+    __slots__ = ("identity", "run_count", "previous", "current", "_json", "_event", "_validated")
 
     def __init__(
         self,
@@ -259,10 +259,17 @@ class TransitionRecord:
         self.current = current
         self._json: bytes | None = None
         self._event: Event | None = None
+        self._validated: dict[str, Any] | None = None
 
     @property
     def resource_id(self) -> str:
         return self.identity.resource_id
+
+    @property
+    def previous_state_json(self) -> dict[str, Any] | None:
+        """The previous state as ``initial_state`` shows it (after ``event_json()``)."""
+        previous = self.previous
+        return None if previous is None else self.identity.state_json(previous)
 
     @property
     def state_id(self) -> uuid.UUID:
@@ -278,10 +285,12 @@ class TransitionRecord:
 
     def state_json(self) -> dict[str, Any]:
         """The new state as the payload's ``validated_state`` shows it."""
-        identity = self.identity
-        current = self.current
-        validated = identity.state_json(current)
-        identity._last_state = (current[0], validated)
+        validated = self._validated
+        if validated is None:
+            identity = self.identity
+            current = self.current
+            validated = self._validated = identity.state_json(current)
+            identity._last_state = (current[0], validated)
         return validated
 
     def event_json(self) -> bytes:
@@ -300,7 +309,7 @@ class TransitionRecord:
     def _encode(self) -> bytes:
         identity = self.identity
         previous = self.previous
-        initial = None if previous is None else identity.state_json(previous)
+        initial = self.previous_state_json
         validated = self.state_json()
         resource = {
             RESOURCE_ID: identity.resource_id,

@@ -140,14 +140,19 @@ class Buffer:
         "dropped",
         "flush_requested",
         "items",
+        "materialise",
         "lossless",
         "maxsize",
         "name",
         "waiter",
     )  # fmt: skip
 
-    def __init__(self, bus: EventBus, lossless: bool, maxsize: int, name: str) -> None:
+    def __init__(
+        self, bus: EventBus, lossless: bool, maxsize: int, name: str, materialise: bool = True
+    ) -> None:
         self.items: deque[Any] = deque()
+        # False: hand over items as published (persistence reads transition records directly)
+        self.materialise = materialise
         self.maxsize = maxsize
         self.lossless = lossless
         self.name = name
@@ -304,6 +309,8 @@ class Buffer:
                 with self.cond:
                     item.sealed = True
                 out.append(GapNotice(item.dropped))
+            elif not self.materialise:
+                out.append(item)
             else:
                 try:
                     out.append(item.to_event())

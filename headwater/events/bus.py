@@ -297,16 +297,20 @@ class EventBus:
         lossless: bool = False,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         name: str | None = None,
+        materialise: bool = True,
     ) -> Subscription:
         """Start buffering events for a new subscriber, from now on.
 
         Args:
             lossless: True for consumers that must see everything (the publisher waits when
                 the buffer is full); False for observers (overflow yields a GapNotice).
+            materialise: False delivers items exactly as published (an Event or a compact
+                record with ``to_event()``/``event_json()``), for consumers that can use
+                the compact form directly and skip building Events.
             buffer_size: the buffer's bound, in items.
             name: shown in logs; defaults to ``subscription-<n>``.
         """
-        return Subscription(self._add(lossless, buffer_size, name, None))
+        return Subscription(self._add(lossless, buffer_size, name, None, materialise))
 
     def add_consumer(
         self,
@@ -413,10 +417,17 @@ class EventBus:
         buffer_size: int,
         name: str | None,
         consumer_thread: threading.Thread | None,
+        materialise: bool = True,
     ) -> Buffer:
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
-        buffer = Buffer(self, lossless, buffer_size, name or f"subscription-{next(self._names)}")
+        buffer = Buffer(
+            self,
+            lossless,
+            buffer_size,
+            name or f"subscription-{next(self._names)}",
+            materialise,
+        )
         if consumer_thread is not None:
             buffer.consumer_thread = consumer_thread
             buffer.consumer_loop = None

@@ -92,8 +92,12 @@ class Persistence:
         try:
             # Subscribed from a task on this loop: the bus knows the consumer's thread, so
             # publishers on it never wait for it.
+            # items as published: the writer turns transition records into rows directly
             persistence.subscription = bus.subscribe(
-                lossless=True, buffer_size=SUBSCRIPTION_BUFFER, name="persistence"
+                lossless=True,
+                buffer_size=SUBSCRIPTION_BUFFER,
+                name="persistence",
+                materialise=False,
             )
         except BaseException:
             await database.close()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from headwater.engine.transitions import TransitionRecord
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event, EventSource
 
 __all__ = [
@@ -288,6 +289,9 @@ def build_rows(items: Iterable[Event | EventSource], now: datetime.datetime) -> 
     events = rows.events
     event_resources = rows.event_resources
     for item in items:
+        if type(item) is TransitionRecord:
+            _add_transition(rows, item, received)
+            continue
         event = item.to_event()
         event_id = str(event.id)
         occurred = format_timestamp(event.occurred)
@@ -331,3 +335,93 @@ def build_rows(items: Iterable[Event | EventSource], now: datetime.datetime) -> 
         else:
             _add_task_run(rows, event, run_id, state)
     return rows
+
+
+def _add_transition(rows: BatchRows, record: TransitionRecord, received: str) -> None:
+    """The engine's own state changes, straight from the compact record.
+
+    Same rows as the generic path gives for ``record.to_event()``, without building the
+    Event: this is the persistence hot path (three records per task run).
+    """
+    identity = record.identity
+    data = record.event_json()
+    validated = record.state_json()
+    previous = record.previous_state_json
+    event_id = validated["id"]
+    occurred = format_timestamp(record.current[4])
+    resource_id = identity.resource_id
+    rows.events.append(
+        (
+            event_id,
+            occurred,
+            f"headwater.{identity.kind}.{validated['name']}",
+            resource_id,
+            None if previous is None else previous["id"],
+            received,
+            data.decode(),
+        )
+    )
+    event_resources = rows.event_resources
+    for related_id, role in identity.related_index()[0]:
+        event_resources.append((related_id, occurred, event_id, role))
+    run_id = identity.id_text
+    state = (event_id, validated["type"], validated["name"], validated["message"], occurred)
+    rows.states.append((run_id, occurred, *state[:4]))
+    run_count = record.run_count
+    if identity.kind == "flow-run":
+        row = rows.flow_runs.get(run_id)
+        if row is None:
+            summary = identity.summary()
+            flow_name = identity.flow_name or ""
+            row = [
+                run_id,
+                identity.name,
+                flow_name,
+                identity.flow_version,
+                summary["parent_flow_run_id"],
+                None,
+                None,
+                None,
+                None,
+                None,  # state columns, set by _fold_state
+                run_count,
+                None,
+                None,
+                _encode(summary["parameters"]).decode(),
+                _encode(summary["tags"]).decode(),
+                summary["pid"],
+                summary["hostname"],
+                received,
+                occurred,
+            ]
+            rows.flow_runs[run_id] = row
+            if flow_name and flow_name not in rows.flows:
+                rows.flows[flow_name] = (flow_id(flow_name), flow_name, received)
+        _fold_state(row, state, run_count)
+        rows.heartbeats.discard(run_id)
+        return
+    row = rows.task_runs.get(run_id)
+    if row is None:
+        flow_run_id = None if identity.flow_run_id is None else str(identity.flow_run_id)
+        row = [
+            run_id,
+            identity.name,
+            identity.task_key,
+            identity.task_name,
+            flow_run_id,
+            None,
+            None,
+            None,
+            None,
+            None,  # state columns, set by _fold_state
+            run_count,
+            None,
+            None,
+            _encode(sorted(identity.tags)).decode(),
+            identity.flow_name,
+            occurred,
+        ]
+        rows.task_runs[run_id] = row
+        if flow_run_id is not None and flow_run_id not in rows.flow_runs:
+            rows.heartbeats.add(flow_run_id)
+    _fold_state(row, state, run_count)

@@ -222,9 +222,9 @@ class PersistenceWriter:
                             )
                             if not batch:
                                 break
-                            rows = build_rows(
-                                [item for item in batch if isinstance(item, Event)], self.clock()
-                            )
+                            # a lossless subscription never yields gap notices: every item
+                            # is an Event or a compact record
+                            rows = build_rows(batch, self.clock())
                             await send.send((len(batch), rows))
             finally:
                 self._stopping = True

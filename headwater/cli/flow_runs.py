@@ -1,0 +1,288 @@
+"""``headwater flow-run``: list, inspect and read the logs of stored flow runs."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from headwater.cli.database import resolve_run_id, with_database
+from headwater.cli.errors import CliUsageError
+from headwater.cli.output import (
+    console,
+    duration_text,
+    local_time,
+    new_table,
+    output_option,
+    print_json_lines,
+    state_text,
+)
+from headwater.cli.params import TIME
+
+if TYPE_CHECKING:
+    from headwater.storage import Database, FlowRunRecord, LogEntry, StateRecord
+
+__all__ = [
+    "STATE_TYPES",
+    "canonical_state_names",
+    "fields_table",
+    "flow_run",
+    "print_logs",
+    "state_filter_options",
+    "state_history_table",
+]
+
+STATE_TYPES = (
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "PAUSED",
+    "CANCELLING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "CRASHED",
+)
+_STATE_NAMES = {
+    name.lower(): name
+    for name in [
+        "Scheduled",
+        "Late",
+        "AwaitingRetry",
+        "AwaitingConcurrencySlot",
+        "Resuming",
+        "Pending",
+        "Submitting",
+        "InfrastructurePending",
+        "NotReady",
+        "Running",
+        "Retrying",
+        "Rerunning",
+        "Paused",
+        "Suspended",
+        "Cancelling",
+        "Cancelled",
+        "Completed",
+        "Cached",
+        "RolledBack",
+        "Failed",
+        "TimedOut",
+        "Crashed",
+    ]
+}
+
+
+def canonical_state_names(names: tuple[str, ...]) -> list[str] | None:
+    """State names as stored (``timedout`` → ``TimedOut``), so people need not remember case."""
+    if not names:
+        return None
+    return [_STATE_NAMES.get(name.lower(), name) for name in names]
+
+
+def state_filter_options(function: Any) -> Any:
+    """``--state`` and ``--state-type``, shared by flow-run and task-run listings."""
+    function = click.option(
+        "--state-type",
+        "state_types",
+        multiple=True,
+        type=click.Choice(STATE_TYPES, case_sensitive=False),
+        help="Only runs whose state has this type (repeatable; OR-ed).",
+    )(function)
+    return click.option(
+        "--state",
+        "states",
+        multiple=True,
+        metavar="NAME",
+        help="Only runs in this state, by name: Completed, Failed, TimedOut, Retrying... "
+        "(case-insensitive; repeatable; OR-ed).",
+    )(function)
+
+
+@click.group("flow-run")
+def flow_run() -> None:
+    """Look at flow runs: list them, inspect one, read its logs."""
+
+
+@flow_run.command("ls")
+@state_filter_options
+@click.option(
+    "--flow", "--flow-name", "flows", multiple=True, help="Only runs of this flow (repeatable)."
+)
+@click.option("--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable; all).")
+@click.option("--since", type=TIME, help="Only runs created at or after this time (ISO, or 1h).")
+@click.option("--until", type=TIME, help="Only runs created at or before this time (ISO, or 1h).")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many.",
+)
+@output_option
+def ls(
+    states: tuple[str, ...],
+    state_types: tuple[str, ...],
+    flows: tuple[str, ...],
+    tags: tuple[str, ...],
+    since: datetime.datetime | None,
+    until: datetime.datetime | None,
+    limit: int,
+    output: str,
+) -> None:
+    """List flow runs, newest first."""
+    from headwater.storage import read_flow_runs
+
+    async def query(database: Database) -> list[FlowRunRecord]:
+        return await read_flow_runs(
+            database,
+            state_type=[value.upper() for value in state_types] or None,
+            state_name=canonical_state_names(states),
+            flow_name=list(flows) or None,
+            tags=list(tags) or None,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+
+    runs = with_database(query)
+    if output == "json":
+        print_json_lines(runs)
+        return
+    table = new_table("ID", "Name", "Flow", "State", "Started", "Duration", "Tags")
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            run.name,
+            run.flow_name,
+            state_text(run.state.type, run.state.name),
+            local_time(run.start_time, short=True),
+            duration_text(run.start_time, run.end_time),
+            ", ".join(run.tags),
+        )
+    console().print(table)
+
+
+def state_history_table(states: list[StateRecord]) -> Any:
+    """A run's states, oldest first, as a table (shared with ``task-run inspect``)."""
+    table = new_table("Time", "State", "Type", "Message", title="State history")
+    for state in states:
+        table.add_row(
+            local_time(state.timestamp, precise=True),
+            state_text(state.type, state.name),
+            state.type,
+            state.message or "",
+        )
+    return table
+
+
+def fields_table(rows: list[tuple[str, Any]]) -> Any:
+    """A two-column grid of labelled values (the top of an ``inspect``)."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        grid.add_row(label, value)
+    return grid
+
+
+@flow_run.command("inspect")
+@click.argument("flow_run_id", metavar="ID")
+@output_option
+def inspect(flow_run_id: str, output: str) -> None:
+    """Show one flow run and its state history. ID may be a unique prefix."""
+    from headwater.storage import FlowRunDetail, read_flow_run
+
+    async def query(database: Database) -> FlowRunDetail:
+        run_id = await resolve_run_id(database, "flow-run", flow_run_id)
+        found = await read_flow_run(database, run_id, log_limit=0)
+        if found is None:  # pruned between the two reads
+            raise CliUsageError(f"no flow run with id '{flow_run_id}'")
+        return found
+
+    detail = with_database(query)
+    if output == "json":
+        print_json_lines([{"run": detail.run, "states": detail.states}])
+        return
+    run = detail.run
+    out = console()
+    out.print(
+        fields_table(
+            [
+                ("ID", str(run.id)),
+                ("Name", run.name),
+                (
+                    "Flow",
+                    run.flow_name + (f" (version {run.flow_version})" if run.flow_version else ""),
+                ),
+                ("State", state_text(run.state.type, run.state.name)),
+                ("Message", run.state.message or ""),
+                ("Run count", str(run.run_count)),
+                ("Started", local_time(run.start_time)),
+                ("Ended", local_time(run.end_time)),
+                ("Duration", duration_text(run.start_time, run.end_time)),
+                ("Parameters", _json_text(run.parameters)),
+                ("Tags", ", ".join(run.tags)),
+                ("Parent", str(run.parent_flow_run_id) if run.parent_flow_run_id else "-"),
+                ("Host", f"{run.hostname or '-'} (pid {run.pid or '-'})"),
+            ]
+        )
+    )
+    out.print()
+    out.print(state_history_table(detail.states))
+
+
+def _json_text(value: Any) -> str:
+    import msgspec
+
+    return msgspec.json.encode(value).decode()
+
+
+_LEVEL_NAMES = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LEVEL_COLOURS = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
+
+
+def print_logs(entries: list[LogEntry]) -> None:
+    """One line per log record: local time, level, logger, message (shared with task runs)."""
+    for entry in entries:
+        level = logging.getLevelName(entry.level)
+        level_text = click.style(f"{level:<8}", fg=_LEVEL_COLOURS.get(level))
+        when = local_time(entry.timestamp, precise=True)
+        click.echo(f"{when}  {level_text} {entry.name} | {entry.message}")
+
+
+@flow_run.command("logs")
+@click.argument("flow_run_id", metavar="ID")
+@click.option(
+    "--level",
+    type=click.Choice(_LEVEL_NAMES, case_sensitive=False),
+    default=None,
+    help="Only records at or above this level.",
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="At most this many.",
+)
+@output_option
+def logs(flow_run_id: str, level: str | None, limit: int, output: str) -> None:
+    """Print the logs of one flow run and its task runs, oldest first. ID may be a prefix."""
+    from headwater.storage import read_logs
+
+    async def query(database: Database) -> list[LogEntry]:
+        run_id = await resolve_run_id(database, "flow-run", flow_run_id)
+        min_level = logging.getLevelName(level.upper()) if level else None
+        return await read_logs(database, flow_run_id=run_id, min_level=min_level, limit=limit)
+
+    entries = with_database(query)
+    if output == "json":
+        print_json_lines(entries)
+    else:
+        print_logs(entries)
