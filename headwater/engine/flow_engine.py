@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from headwater.engine import control
 from headwater.engine.context import FlowRunContext, current_tags, flow_run_context
+from headwater.engine.control import CancellationInterrupt
 from headwater.engine.futures import resolve_futures_to_states
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
@@ -26,6 +29,8 @@ from headwater.engine.runs import FlowRun, set_state
 from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
+    Cancelled,
+    Cancelling,
     Crashed,
     Failed,
     Pending,
@@ -35,7 +40,7 @@ from headwater.engine.states import (
     _named,
     return_value_to_state,
 )
-from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt
+from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt, withdraw_interrupt
 from headwater.engine.transitions import TransitionRecord
 from headwater.events.bus import get_bus
 from headwater.exceptions import FailedRun, FlowRunTimeoutError, ParameterTypeError
@@ -71,6 +76,7 @@ class FlowRunEngine:
         self._pending_hooks: list[tuple[list[Any], State[Any]]] = []
         self.transition(Pending())
         self.logger = get_run_logger(self._context(None))
+        self.live = control.register(self.flow_run.id)
 
     # -- decisions ---------------------------------------------------------------------------
     def transition(self, state: State[Any]) -> None:
@@ -169,6 +175,13 @@ class FlowRunEngine:
         self.logger.info("Finished in state %r", state)
         return None
 
+    def cancelled(self) -> State[Any]:
+        """Cancellation was requested: enter Cancelling now; Cancelled is the final state."""
+        message = self.live.message or "Cancelled on request"
+        self.transition(Cancelling(message=message))
+        self.logger.info("Flow run cancelled: %s", message)
+        return Cancelled(message=message)
+
     def crashed(self, exc: BaseException) -> None:
         # asyncio.CancelledError is anyio's cancellation too; asking anyio would fail in a
         # sync flow (no event loop), turning the crash report itself into an error
@@ -209,19 +222,28 @@ class FlowRunEngine:
                     runner = flow.task_runner.duplicate()
                     token = flow_run_context.set(self._context(runner))
                     prints = enable_log_prints(flow_run_context.get().log_prints)  # type: ignore[union-attr]
+                    thread_id = threading.get_ident()
+                    self.live.bind_thread(thread_id)
                     try:
-                        args, kwargs = self.call_arguments()
-                        with runner:
-                            if flow.timeout_seconds is None:
-                                value = flow.fn(*args, **kwargs)
-                            else:
-                                with SyncDeadline(flow.timeout_seconds):
+                        try:
+                            args, kwargs = self.call_arguments()
+                            with runner:
+                                if flow.timeout_seconds is None:
                                     value = flow.fn(*args, **kwargs)
-                        state = self.returned(value)
+                                else:
+                                    with SyncDeadline(flow.timeout_seconds):
+                                        value = flow.fn(*args, **kwargs)
+                        finally:
+                            cancelled = self.live.unbind(
+                                functools.partial(withdraw_interrupt, thread_id)
+                            )
+                        state = self.cancelled() if cancelled else self.returned(value)
+                    except CancellationInterrupt:
+                        state = self.cancelled()
                     except TimeoutInterrupt:
                         state = self.timed_out()
                     except Exception as exc:
-                        state = self.raised(exc)
+                        state = self.cancelled() if self.live.message else self.raised(exc)
                     finally:
                         reset_log_prints(prints)
                         flow_run_context.reset(token)
@@ -271,22 +293,28 @@ class FlowRunEngine:
         prints = enable_log_prints(context.log_prints)
         raised: Exception | None = None
         value: Any = None
+        loop = asyncio.get_running_loop()
         try:
             args, kwargs = self.call_arguments()
-            with anyio.move_on_after(flow.timeout_seconds) as scope:
-                # submitted async tasks live in this group: none outlives the flow run
-                async with anyio.create_task_group() as group:
-                    context.task_group = group
-                    try:
-                        value = await flow.fn(*args, **kwargs)
-                    except Exception as exc:
-                        raised = exc
+            with anyio.CancelScope() as cancellation:
+                self.live.bind_scope(lambda: loop.call_soon_threadsafe(cancellation.cancel))
+                with anyio.move_on_after(flow.timeout_seconds) as scope:
+                    # submitted async tasks live in this group: none outlives the flow run
+                    async with anyio.create_task_group() as group:
+                        context.task_group = group
+                        try:
+                            value = await flow.fn(*args, **kwargs)
+                        except Exception as exc:
+                            raised = exc
         finally:
+            cancelled = self.live.unbind()
             context.task_group = None
             with anyio.CancelScope(shield=True):
                 await runner.shutdown_async()
             reset_log_prints(prints)
             flow_run_context.reset(token)
+        if cancelled:
+            return self.cancelled()
         if scope.cancelled_caught:
             return self.timed_out()
         if raised is not None:
@@ -297,6 +325,7 @@ class FlowRunEngine:
             return self.raised(exc)
 
     def _finish_sync(self) -> None:
+        control.unregister(self.flow_run.id)
         if self.watch is not None:
             self.watch.close()
         bus = get_bus()
@@ -308,6 +337,7 @@ class FlowRunEngine:
             )
 
     async def _finish_async(self) -> None:
+        control.unregister(self.flow_run.id)
         if self.watch is not None:
             self.watch.close()
         if not await get_bus().aflush(timeout=DURABILITY_TIMEOUT):

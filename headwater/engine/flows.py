@@ -108,7 +108,6 @@ class Flow(Generic[P, R]):
             StateType.FAILED: self.on_failure_hooks,
             StateType.CRASHED: self.on_crashed_hooks,
             StateType.CANCELLING: self.on_cancellation_hooks,
-            StateType.CANCELLED: self.on_cancellation_hooks,
             StateType.RUNNING: self.on_running_hooks,
         }.get(state_type, [])
 

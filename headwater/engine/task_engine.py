@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from headwater.engine import inputs
+from headwater.engine import control, inputs
 from headwater.engine.asyncutils import call_maybe_async, call_maybe_async_sync
 from headwater.engine.context import (
     FlowRunContext,
@@ -26,6 +26,7 @@ from headwater.engine.context import (
     current_tags,
     task_run_context,
 )
+from headwater.engine.control import CancellationInterrupt
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.retries import jittered, retry_delay
@@ -33,6 +34,7 @@ from headwater.engine.runs import TaskRun, set_state
 from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
+    Cancelled,
     Completed,
     Crashed,
     Failed,
@@ -201,6 +203,10 @@ class TaskRunEngine:
         return None
 
     def crashed(self, exc: BaseException) -> None:
+        live_cancel = self.flow_ctx is not None and control.is_cancelling(self.flow_ctx.flow_run.id)
+        if isinstance(exc, CancellationInterrupt) or live_cancel:
+            self.transition(Cancelled(message="The flow run was cancelled"))
+            return
         message = f"Execution was interrupted by {type(exc).__name__}"
         self.transition(Crashed(data=exc, message=message))
 

@@ -17,7 +17,7 @@ import threading
 import time
 from types import TracebackType
 
-__all__ = ["SyncDeadline", "TimeoutInterrupt"]
+__all__ = ["SyncDeadline", "TimeoutInterrupt", "interrupt_thread", "withdraw_interrupt"]
 
 
 class TimeoutInterrupt(BaseException):
@@ -123,6 +123,16 @@ class SyncDeadline:
             _clear_async_exc(self.thread_id, None)
             if exc_type is None:
                 raise TimeoutInterrupt()
+
+
+def interrupt_thread(thread_id: int, exception: type[BaseException]) -> None:
+    """Raise ``exception`` in another thread at its next Python bytecode."""
+    _set_async_exc(thread_id, exception)
+
+
+def withdraw_interrupt(thread_id: int) -> None:
+    """Take back an interrupt queued for ``thread_id`` and not yet delivered."""
+    _clear_async_exc(thread_id, None)
 
 
 def stop_watchdog() -> None:
