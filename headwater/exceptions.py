@@ -25,11 +25,45 @@ re-raised as the original object.
     │   ├── InvalidEventError       an event that breaks the schema rules
     │   └── EventTooLarge           an event over the size limit
     ├── SettingsError               an environment variable with an unusable value
-    └── StorageError                the database cannot be used
-        ├── DatabaseUnavailableError  cannot be opened or written (permissions, disk full, locked)
-        ├── DatabaseCorruptError      the file is not a headwater database, or is damaged
-        ├── SchemaVersionError        written by a newer headwater than this one
-        └── InvalidPageTokenError     a page token that this database did not issue
+    ├── WebhookError                a webhook definition that cannot be used (slug, template)
+    │   └── WebhookExistsError      a webhook with that slug already exists
+    ├── ApiError                    the headwater server (HEADWATER_API_URL) refused or failed a request
+    │   ├── ApiUnavailableError       cannot be reached (refused, timed out, not a headwater server)
+    │   └── ApiAuthError              rejected our credentials (HTTP 401/403, websocket close 1008)
+    ├── StorageError                the database cannot be used
+    │   ├── DatabaseUnavailableError  cannot be opened or written (permissions, disk full, locked)
+    │   ├── DatabaseCorruptError      the file is not a headwater database, or is damaged
+    │   ├── SchemaVersionError        written by a newer headwater than this one
+    │   └── InvalidPageTokenError     a page token that this database did not issue
+    ├── BlockError                  a block cannot be built, saved, loaded or used
+    │   ├── InvalidBlockError         a field value of the wrong type, a bad name (ValueError)
+    │   │   └── UnknownPlaceholderError  a {{key}} no custom webhook can fill (also KeyError)
+    │   ├── BlockNotFoundError        no block of that type and name (ValueError)
+    │   ├── BlockAlreadyExistsError   the name is taken and overwrite was not asked (ValueError)
+    │   ├── BlockKeyError             the key file that encrypts secrets is unsafe or wrong
+    │   └── NotificationError         a notification was not delivered (raise_on_failure only)
+    ├── VariableError               a variable's name or value breaks the rules, or it exists
+    ├── AutomationError             an automation cannot be stored, found or carried out
+    │   ├── AutomationValidationError a definition breaks the rules; names the field (ValueError)
+    │   ├── AutomationNotFound        no automation with that name or id (ValueError)
+    │   ├── AutomationNameTaken       another automation already has that name (ValueError)
+    │   └── ActionFailed              an action could not be carried out; carries the reason
+    ├── ConcurrencyError            a concurrency limit cannot be stored, found or used
+    │   ├── ConcurrencySlotAcquisitionError  slots that can never be taken (strict and missing,
+    │   │                                     occupy over the limit, rate_limit without decay)
+    │   ├── ConcurrencySlotTimeoutError      no slot within timeout_seconds (also TimeoutError)
+    │   ├── ConcurrencyLimitNotFound         no limit with that name (ValueError)
+    │   └── ConcurrencyLimitExistsError      a limit with that name exists (ValueError)
+    └── ArtifactError               an artifact cannot be created or found
+        ├── InvalidArtifactError      a bad key, table or progress value (ValueError)
+        └── ArtifactNotFound          no artifact with that id (ValueError)
+
+Warnings derive from :class:`HeadwaterWarning` (a ``UserWarning``):
+
+.. code-block:: text
+
+    HeadwaterWarning
+    └── ArtifactProgressWarning     a progress value outside 0-100 was clamped
 """
 
 from __future__ import annotations
@@ -150,6 +184,41 @@ class SettingsError(HeadwaterError, ValueError):
     """Raised when a ``HEADWATER_*`` environment variable holds a value that cannot be used."""
 
 
+class ApiError(HeadwaterError):
+    """Raised when the headwater server refuses or fails a request; names the URL, never a secret.
+
+    Attributes:
+        url: the endpoint concerned (``http://host:4200/api/flow_runs/filter``).
+        cause: a short, readable reason.
+    """
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"headwater server {self.url}: {self.cause}"
+
+
+class ApiUnavailableError(ApiError):
+    """Raised when the server cannot be reached: connection refused, DNS failure, a timeout,
+    or an answer that is not a headwater server's."""
+
+
+class ApiAuthError(ApiError):
+    """Raised when the server rejects our credentials (HTTP 401/403, or websocket close 1008);
+    check ``HEADWATER_API_AUTH_STRING`` / ``HEADWATER_API_KEY``."""
+
+
+class WebhookError(HeadwaterError, ValueError):
+    """Raised when a webhook definition is invalid: a bad slug, or a template that fails."""
+
+
+class WebhookExistsError(WebhookError):
+    """Raised when creating a webhook whose slug is already taken."""
+
+
 class StorageError(HeadwaterError):
     """Base for errors about the database; carries the file and the underlying cause.
 
@@ -202,3 +271,200 @@ class InvalidPageTokenError(StorageError, ValueError):
 def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class BlockError(HeadwaterError):
+    """Base for errors about blocks; messages name the block type and name, never a secret."""
+
+
+class InvalidBlockError(BlockError, ValueError):
+    """Raised when a block is built with a field value of the wrong type, or given a bad name."""
+
+
+class UnknownPlaceholderError(InvalidBlockError, KeyError):
+    """Raised when a custom webhook template uses a ``{{key}}`` that nothing can fill.
+
+    It is also a KeyError, as in Prefect; its message reads like a ValueError's.
+
+    Attributes:
+        placeholder: the unknown key.
+        allowed: the keys that may be used.
+    """
+
+    def __init__(self, placeholder: str, allowed: list[str]) -> None:
+        self.placeholder = placeholder
+        self.allowed = allowed
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return (
+            f"unknown placeholder {{{{{self.placeholder}}}}} in the webhook template; "
+            f"the placeholders that can be used are {', '.join(self.allowed)}"
+        )
+
+
+class BlockNotFoundError(BlockError, ValueError):
+    """Raised when no saved block has the requested type and name (or id)."""
+
+
+class BlockAlreadyExistsError(BlockError, ValueError):
+    """Raised when saving a block under a taken name without ``overwrite=True``."""
+
+
+class BlockKeyError(BlockError):
+    """Raised when the key file that encrypts block secrets cannot be used safely: it is
+    readable by other users, is not a key, or is not the key the secrets were saved with.
+
+    Attributes:
+        path: the key file.
+    """
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"block key file {path}: {cause}")
+
+
+class NotificationError(BlockError):
+    """Raised when a notification could not be delivered, only inside
+    ``with block.raise_on_failure():``; elsewhere a failed delivery is an event and a log line.
+
+    Attributes:
+        reason: why the last attempt failed, with secrets and URL tokens masked.
+        block_type: the slug of the notification block.
+        attempts: how many times delivery was tried.
+        log: the same as ``reason`` (Prefect's attribute name).
+    """
+
+    def __init__(self, reason: str, *, block_type: str, attempts: int) -> None:
+        self.reason = reason
+        self.block_type = block_type
+        self.attempts = attempts
+        super().__init__(
+            f"{block_type} notification failed after {attempts} attempt"
+            f"{'' if attempts == 1 else 's'}: {reason}"
+        )
+
+    @property
+    def log(self) -> str:
+        return self.reason
+
+
+class VariableError(HeadwaterError, ValueError):
+    """Raised when a variable's name or value breaks the rules (the message names the
+    variable), or when setting an existing one without ``overwrite=True``."""
+
+
+class AutomationError(HeadwaterError):
+    """Base for errors about automations."""
+
+
+class AutomationValidationError(AutomationError, ValueError):
+    """Raised when an automation definition breaks the rules; nothing is stored.
+
+    Attributes:
+        field: where, as a dotted path (``trigger.triggers[0].within``), or "" for the whole.
+        detail: what is wrong there.
+    """
+
+    def __init__(self, field: str, detail: str) -> None:
+        self.field = field
+        self.detail = detail
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f" at {self.field}" if self.field else ""
+        return f"invalid automation{where}: {self.detail}"
+
+
+class AutomationNotFound(AutomationError, ValueError):
+    """Raised when no stored automation has the requested name or id."""
+
+
+class AutomationNameTaken(AutomationError, ValueError):
+    """Raised when creating (or renaming to) a name another automation already has."""
+
+
+class ActionFailed(AutomationError):
+    """Raised by an automation action that could not be carried out.
+
+    Attributes:
+        reason: a readable reason, the ``reason`` of the ``action.failed`` event.
+        retryable: True when trying again later may succeed (network errors, HTTP 5xx).
+        details: extra fields for the failure event's payload (e.g. ``template_error``).
+    """
+
+    def __init__(
+        self, reason: str, *, retryable: bool = False, details: dict[str, Any] | None = None
+    ) -> None:
+        self.reason = reason
+        self.retryable = retryable
+        self.details = details or {}
+        super().__init__(reason)
+
+
+class ConcurrencyError(HeadwaterError):
+    """Base for errors about concurrency limits and their slots."""
+
+
+class ConcurrencySlotAcquisitionError(ConcurrencyError):
+    """Raised when slots can never be taken, so waiting would be pointless.
+
+    A limit that does not exist under ``strict=True``, ``occupy`` larger than a limit
+    (a tag limit of 0 included: Prefect aborts such task runs), or ``rate_limit`` on a
+    limit without ``slot_decay_per_second``.
+
+    Attributes:
+        names: the limits concerned.
+    """
+
+    def __init__(self, message: str, names: list[str] | tuple[str, ...] = ()) -> None:
+        self.names = list(names)
+        super().__init__(message)
+
+
+class ConcurrencySlotTimeoutError(ConcurrencyError, TimeoutError):
+    """Raised when slots were not free within ``timeout_seconds``; a ``TimeoutError``.
+
+    Attributes:
+        names: the limits that were full.
+        timeout: the seconds waited.
+    """
+
+    def __init__(self, names: list[str] | tuple[str, ...], timeout: float) -> None:
+        self.names = list(names)
+        self.timeout = timeout
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        listed = ", ".join(repr(name) for name in self.names)
+        return f"no free slot on concurrency limit(s) {listed} within {self.timeout:g} second(s)"
+
+
+class ConcurrencyLimitNotFound(ConcurrencyError, ValueError):
+    """Raised when no concurrency limit has the requested name."""
+
+
+class ConcurrencyLimitExistsError(ConcurrencyError, ValueError):
+    """Raised when creating a concurrency limit whose name is taken."""
+
+
+class ArtifactError(HeadwaterError):
+    """Base for errors about artifacts."""
+
+
+class InvalidArtifactError(ArtifactError, ValueError):
+    """Raised when an artifact's key, table or progress value breaks the rules; the message
+    names the value."""
+
+
+class ArtifactNotFound(ArtifactError, ValueError):
+    """Raised when updating an artifact id that is not stored."""
+
+
+class HeadwaterWarning(UserWarning):
+    """The root of every warning headwater issues."""
+
+
+class ArtifactProgressWarning(HeadwaterWarning):
+    """Issued when a progress value outside 0-100 is clamped into that range."""

@@ -55,6 +55,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         api_key: Bearer token sent to the server (``HEADWATER_API_KEY``).
         api_auth_string: ``user:password`` sent to the server (``HEADWATER_API_AUTH_STRING``).
         server_api_auth_string: what the server requires (``HEADWATER_SERVER_API_AUTH_STRING``).
+        server_api_keys: comma-separated keys the server also accepts as
+            ``Authorization: Bearer <key>`` (``HEADWATER_SERVER_API_KEYS``); one secret, so
+            no key is ever shown.
+        server_host: address ``headwater server start`` binds (``HEADWATER_SERVER_HOST``);
+            loopback by default, so nothing is exposed unless asked.
+        server_port: port it listens on (``HEADWATER_SERVER_PORT``).
         logging_level: level of headwater's own loggers (``HEADWATER_LOGGING_LEVEL``).
         logging_log_prints: default for ``log_prints`` (``HEADWATER_LOGGING_LOG_PRINTS``).
         logging_to_console: print run logs to stderr when the application has not configured
@@ -78,6 +84,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             before giving up (``HEADWATER_DATABASE_BUSY_TIMEOUT``).
         logging_max_message_length: stored log messages longer than this many characters are
             truncated with a marker (``HEADWATER_LOGGING_MAX_MESSAGE_LENGTH``).
+        notifications_retry_attempts: times a notification block tries to deliver before it
+            reports the failure (``HEADWATER_NOTIFICATIONS_RETRY_ATTEMPTS``).
+        notifications_retry_delay: seconds before the second attempt; each later wait doubles,
+            up to ten times this (``HEADWATER_NOTIFICATIONS_RETRY_DELAY``).
+        api_outbox_path: the SQLite file that holds events while the server named by
+            ``HEADWATER_API_URL`` is unreachable (``HEADWATER_API_OUTBOX_PATH``); None means
+            ``<home>/outbox.db``.
+        api_reconnect_max_delay: longest wait, in seconds, between two attempts to reconnect
+            to the server; the backoff doubles up to it (``HEADWATER_API_RECONNECT_MAX_DELAY``).
+        api_request_timeout: seconds an HTTP request, a websocket handshake or a delivery
+            confirmation may take before the server counts as unreachable
+            (``HEADWATER_API_REQUEST_TIMEOUT``).
+        automations_enabled: False never starts the automations reactor in this process
+            (``HEADWATER_AUTOMATIONS_ENABLED``).
+        automations_minimum_proactive_within: the shortest window, in seconds, of a proactive
+            trigger; shorter (or unset) windows are raised to it. Prefect's 10 s by default;
+            tests lower it (``HEADWATER_AUTOMATIONS_MINIMUM_PROACTIVE_WITHIN``).
+        automations_action_workers: actions run at once, at most
+            (``HEADWATER_AUTOMATIONS_ACTION_WORKERS``).
+        automations_action_queue_size: actions waiting for a worker, at most; past it an
+            action fails at once rather than delay trigger evaluation
+            (``HEADWATER_AUTOMATIONS_ACTION_QUEUE_SIZE``).
+        automations_action_retries: further attempts of an action that failed for a transient
+            reason (``HEADWATER_AUTOMATIONS_ACTION_RETRIES``).
+        automations_resync_interval: seconds between checks for automations changed by other
+            processes (``HEADWATER_AUTOMATIONS_RESYNC_INTERVAL``).
     """
 
     home: Path
@@ -86,6 +118,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_key: SecretValue | None = None
     api_auth_string: SecretValue | None = None
     server_api_auth_string: SecretValue | None = None
+    server_api_keys: SecretValue | None = None
+    server_host: str = "127.0.0.1"
+    server_port: int = 4200
     logging_level: str = "INFO"
     logging_log_prints: bool = False
     logging_to_console: bool = True
@@ -98,6 +133,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_batch_latency: float = 0.1
     database_busy_timeout: float = 30.0
     logging_max_message_length: int = 100_000
+    notifications_retry_attempts: int = 3
+    notifications_retry_delay: float = 0.5
+    api_outbox_path: Path | None = None
+    api_reconnect_max_delay: float = 10.0
+    api_request_timeout: float = 30.0
+    automations_enabled: bool = True
+    automations_minimum_proactive_within: float = 10.0
+    automations_action_workers: int = 4
+    automations_action_queue_size: int = 1000
+    automations_action_retries: int = 2
+    automations_resync_interval: float = 10.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +161,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             api_key=_secret(env, "HEADWATER_API_KEY"),
             api_auth_string=_secret(env, "HEADWATER_API_AUTH_STRING"),
             server_api_auth_string=_secret(env, "HEADWATER_SERVER_API_AUTH_STRING"),
+            server_api_keys=_secret(env, "HEADWATER_SERVER_API_KEYS"),
+            server_host=env.get("HEADWATER_SERVER_HOST") or "127.0.0.1",
+            server_port=_positive_int(env, "HEADWATER_SERVER_PORT") or 4200,
             logging_level=_level(env, "HEADWATER_LOGGING_LEVEL", "INFO"),
             logging_log_prints=_bool(env, "HEADWATER_LOGGING_LOG_PRINTS", False),
             logging_to_console=_bool(env, "HEADWATER_LOGGING_TO_CONSOLE", True),
@@ -132,6 +181,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database_busy_timeout=_positive_float(env, "HEADWATER_DATABASE_BUSY_TIMEOUT", 30.0),
             logging_max_message_length=_positive_int(env, "HEADWATER_LOGGING_MAX_MESSAGE_LENGTH")
             or 100_000,
+            notifications_retry_attempts=_positive_int(
+                env, "HEADWATER_NOTIFICATIONS_RETRY_ATTEMPTS"
+            )
+            or 3,
+            notifications_retry_delay=_positive_float(
+                env, "HEADWATER_NOTIFICATIONS_RETRY_DELAY", 0.5
+            ),
+            api_outbox_path=_path(env, "HEADWATER_API_OUTBOX_PATH"),
+            api_reconnect_max_delay=_positive_float(env, "HEADWATER_API_RECONNECT_MAX_DELAY", 10.0),
+            api_request_timeout=_positive_float(env, "HEADWATER_API_REQUEST_TIMEOUT", 30.0),
+            automations_enabled=_bool(env, "HEADWATER_AUTOMATIONS_ENABLED", True),
+            automations_minimum_proactive_within=_positive_float(
+                env, "HEADWATER_AUTOMATIONS_MINIMUM_PROACTIVE_WITHIN", 10.0
+            ),
+            automations_action_workers=_positive_int(env, "HEADWATER_AUTOMATIONS_ACTION_WORKERS")
+            or 4,
+            automations_action_queue_size=_positive_int(
+                env, "HEADWATER_AUTOMATIONS_ACTION_QUEUE_SIZE"
+            )
+            or 1000,
+            automations_action_retries=_non_negative_int(
+                env, "HEADWATER_AUTOMATIONS_ACTION_RETRIES", 2
+            ),
+            automations_resync_interval=_positive_float(
+                env, "HEADWATER_AUTOMATIONS_RESYNC_INTERVAL", 10.0
+            ),
         )
 
 
@@ -161,6 +236,19 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if value <= 0:
         raise SettingsError(f"{name}={raw!r} must be a positive integer")
+    return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must be zero or a positive integer")
     return value
 
 
@@ -216,6 +304,11 @@ def _level(env: Mapping[str, str], name: str, default: str) -> str:
             "expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
         )
     return raw
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).expanduser() if raw else None
 
 
 def _secret(env: Mapping[str, str], name: str) -> SecretValue | None:

@@ -20,7 +20,13 @@ PUBLIC_MODULES = [
     "headwater.runtime.task_run",
     "headwater.logging",
     "headwater.events",
+    "headwater.automations",
     "headwater.context",
+    "headwater.blocks",
+    "headwater.blocks.core",
+    "headwater.blocks.system",
+    "headwater.blocks.notifications",
+    "headwater.variables",
 ]
 
 

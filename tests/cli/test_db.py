@@ -31,7 +31,7 @@ def test_prune_removes_only_what_is_older(invoke: Invoke, history: History) -> N
     assert removed["flow_runs"] == 3
     assert removed["task_runs"] == 5
     assert removed["events"] == 9 + 15
-    assert removed["run_states"] > 0 and removed["logs"] > 0
+    assert removed["event_resources"] > 0 and removed["logs"] > 0
     assert removed["total"] == sum(value for key, value in removed.items() if key != "total")
     assert json_lines(invoke("flow-run", "ls", "-o", "json").stdout) == []
     assert_one_line_error(invoke("flow-run", "inspect", history.failed), 2, "no flow run")
