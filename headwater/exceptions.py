@@ -54,16 +54,23 @@ re-raised as the original object.
     │   ├── ConcurrencySlotTimeoutError      no slot within timeout_seconds (also TimeoutError)
     │   ├── ConcurrencyLimitNotFound         no limit with that name (ValueError)
     │   └── ConcurrencyLimitExistsError      a limit with that name exists (ValueError)
-    └── ArtifactError               an artifact cannot be created or found
-        ├── InvalidArtifactError      a bad key, table or progress value (ValueError)
-        └── ArtifactNotFound          no artifact with that id (ValueError)
+    ├── ArtifactError               an artifact cannot be created or found
+    │   ├── InvalidArtifactError      a bad key, table or progress value (ValueError)
+    │   └── ArtifactNotFound          no artifact with that id (ValueError)
+    ├── ResultError                 a persisted result cannot be written, found or read
+    │   ├── ResultNotFound            no record under that storage key or run id (also KeyError)
+    │   ├── SerializationError        a result the serializer cannot (de)serialise
+    │   └── ResultStorageError        the result storage cannot be used (e.g. a missing driver)
+    ├── CacheKeyError               a cache key cannot be computed (unhashable input; ValueError)
+    └── LockTimeout                 a transaction lock was not acquired in time (TimeoutError)
 
 Warnings derive from :class:`HeadwaterWarning` (a ``UserWarning``):
 
 .. code-block:: text
 
     HeadwaterWarning
-    └── ArtifactProgressWarning     a progress value outside 0-100 was clamped
+    ├── ArtifactProgressWarning     a progress value outside 0-100 was clamped
+    └── CachePolicyWarning          caching options that conflict (one of them is ignored)
 """
 
 from __future__ import annotations
@@ -462,9 +469,54 @@ class ArtifactNotFound(ArtifactError, ValueError):
     """Raised when updating an artifact id that is not stored."""
 
 
+class ResultError(HeadwaterError):
+    """Base for errors about persisted results."""
+
+
+class ResultNotFound(ResultError, KeyError):
+    """Raised when no persisted result exists under a storage key or run id.
+
+    Attributes:
+        reference: the storage key or run id that was looked up.
+        location: where it was looked up (a directory or URL).
+    """
+
+    def __init__(self, reference: str, location: str) -> None:
+        self.reference = reference
+        self.location = location
+        super().__init__(reference)
+
+    def __str__(self) -> str:
+        return f"no persisted result {self.reference!r} in {self.location}"
+
+
+class SerializationError(ResultError):
+    """Raised when a result cannot be serialised for persistence, or a stored one decoded."""
+
+
+class ResultStorageError(ResultError):
+    """Raised when the result storage cannot be used: a missing fsspec driver, a bad key."""
+
+
+class CacheKeyError(HeadwaterError, ValueError):
+    """Raised when a task's cache key cannot be computed, e.g. from an unhashable input.
+
+    The task run fails with it before running: a silent cache miss would hide the problem.
+    """
+
+
+class LockTimeout(HeadwaterError, TimeoutError):
+    """Raised when a transaction lock is not acquired within its timeout."""
+
+
 class HeadwaterWarning(UserWarning):
     """The root of every warning headwater issues."""
 
 
 class ArtifactProgressWarning(HeadwaterWarning):
     """Issued when a progress value outside 0-100 is clamped into that range."""
+
+
+class CachePolicyWarning(HeadwaterWarning):
+    """Issued when caching options conflict and one is ignored (e.g. a cache_key_fn and a
+    cache_policy together, or a cache_policy with ``persist_result=False``)."""

@@ -110,6 +110,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             reason (``HEADWATER_AUTOMATIONS_ACTION_RETRIES``).
         automations_resync_interval: seconds between checks for automations changed by other
             processes (``HEADWATER_AUTOMATIONS_RESYNC_INTERVAL``).
+        results_persist_by_default: persist the results of flows and tasks that do not say
+            (``HEADWATER_RESULTS_PERSIST_BY_DEFAULT``, Prefect's default False).
+        results_default_storage: where persisted results go: a directory or an fsspec URL
+            such as ``s3://bucket/prefix`` (``HEADWATER_RESULTS_DEFAULT_STORAGE``); None means
+            ``<home>/storage``.
+        results_default_serializer: ``pickle`` (cloudpickle), ``json`` or ``compressed/...``
+            (``HEADWATER_RESULTS_DEFAULT_SERIALIZER``).
+        tasks_default_no_cache: tasks without caching options get NO_CACHE instead of Prefect's
+            DEFAULT policy (``HEADWATER_TASKS_DEFAULT_NO_CACHE``).
+        tasks_refresh_cache: every task recomputes and overwrites its cache record
+            (``HEADWATER_TASKS_REFRESH_CACHE``).
+        tasks_disable_caching: no task reads or writes cache records
+            (``HEADWATER_TASKS_DISABLE_CACHING``).
     """
 
     home: Path
@@ -144,6 +157,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     automations_action_queue_size: int = 1000
     automations_action_retries: int = 2
     automations_resync_interval: float = 10.0
+    results_persist_by_default: bool = False
+    results_default_storage: str | None = None
+    results_default_serializer: str = "pickle"
+    tasks_default_no_cache: bool = False
+    tasks_refresh_cache: bool = False
+    tasks_disable_caching: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -207,6 +226,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             automations_resync_interval=_positive_float(
                 env, "HEADWATER_AUTOMATIONS_RESYNC_INTERVAL", 10.0
             ),
+            results_persist_by_default=_bool(env, "HEADWATER_RESULTS_PERSIST_BY_DEFAULT", False),
+            results_default_storage=env.get("HEADWATER_RESULTS_DEFAULT_STORAGE") or None,
+            results_default_serializer=env.get("HEADWATER_RESULTS_DEFAULT_SERIALIZER") or "pickle",
+            tasks_default_no_cache=_bool(env, "HEADWATER_TASKS_DEFAULT_NO_CACHE", False),
+            tasks_refresh_cache=_bool(env, "HEADWATER_TASKS_REFRESH_CACHE", False),
+            tasks_disable_caching=_bool(env, "HEADWATER_TASKS_DISABLE_CACHING", False),
         )
 
 

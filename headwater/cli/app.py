@@ -18,13 +18,17 @@ from typing import Any
 
 import click
 
+from headwater.cli.automations import automation
 from headwater.cli.config import config
 from headwater.cli.db import db
 from headwater.cli.demo import demo
 from headwater.cli.errors import exit_code_for, message_for
 from headwater.cli.events import events
 from headwater.cli.flow_runs import flow_run
+from headwater.cli.server import server
+from headwater.cli.stream import stream
 from headwater.cli.task_runs import task_run
+from headwater.cli.webhooks import webhook
 
 __all__ = ["HeadwaterGroup", "cli", "main"]
 
@@ -73,11 +77,15 @@ def cli() -> None:
 
 
 cli.add_command(flow_run)
+cli.add_command(automation)
 cli.add_command(task_run)
 cli.add_command(events)
+events.add_command(stream)
 cli.add_command(config)
 cli.add_command(db)
 cli.add_command(demo)
+cli.add_command(server)
+cli.add_command(webhook)
 
 
 def main(args: Sequence[str] | None = None) -> None:

@@ -28,9 +28,9 @@ import msgspec
 from headwater._ids import new_uuid
 from headwater.events.bus import EventBus
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
+from headwater.storage.batch import write_rows
 from headwater.storage.database import Database
 from headwater.storage.rows import build_rows, format_timestamp, parse_timestamp
-from headwater.storage.writer import write_rows
 
 __all__ = ["crashed_event", "mark_crashed_runs", "process_alive"]
 
@@ -225,7 +225,7 @@ async def _claim(
         )
         if cursor.rowcount != 1:
             return False  # another process marked it, or the run moved on meanwhile
-        await write_rows(connection, rows, timestamp)
+        await write_rows(connection, rows)
         return True
 
     return await database.write(work)

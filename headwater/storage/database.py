@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 import anyio
 
 from headwater.settings import Settings, get_settings
+from headwater.storage import batch
 from headwater.storage.migrations import migrate
 from headwater.storage.sqlite import connect, database_path, is_busy, translate_error
 
@@ -81,6 +82,11 @@ class Database:
         writer = await connect(target, busy_timeout=busy_timeout)
         try:
             await migrate(writer, target)
+            await batch.install(writer)
+        except sqlite3.Error as exc:
+            with anyio.CancelScope(shield=True):
+                await writer.close()
+            raise translate_error(exc, target) from exc
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await writer.close()
@@ -132,6 +138,31 @@ class Database:
                                 await connection.execute("ROLLBACK")
                         raise
                     return result
+                except sqlite3.Error as exc:
+                    if is_busy(exc) and time.monotonic() < deadline:
+                        await anyio.sleep(delay)
+                        delay = min(delay * 2, _LONGEST_RETRY_DELAY)
+                        continue
+                    raise translate_error(exc, self.path) from exc
+
+    async def write_statement(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        """Run one statement as a transaction of its own; retry while the file is locked.
+
+        The cheapest write: a single call into SQLite (no ``BEGIN``/``COMMIT`` round
+        trips), which takes the write lock when it starts and commits when it ends, so it
+        is all or nothing. The persistence writer stores a whole batch this way (see
+        :mod:`headwater.storage.batch`).
+
+        Raises:
+            StorageError: the write failed for a reason other than a short lock conflict.
+        """
+        async with self._write_lock:
+            deadline = time.monotonic() + self.busy_timeout
+            delay = _FIRST_RETRY_DELAY
+            while True:
+                try:
+                    await self._writer.execute(sql, parameters)
+                    return
                 except sqlite3.Error as exc:
                     if is_busy(exc) and time.monotonic() < deadline:
                         await anyio.sleep(delay)

@@ -17,7 +17,13 @@ import aiosqlite
 import msgspec
 
 from headwater.storage.database import Database
-from headwater.storage.rows import format_timestamp, parse_timestamp
+from headwater.storage.rows import (
+    FLOW_RUN_PREFIX,
+    TASK_RUN_PREFIX,
+    format_timestamp,
+    parse_timestamp,
+    state_of,
+)
 
 __all__ = [
     "FlowRunDetail",
@@ -312,14 +318,42 @@ async def read_task_runs(
     return [_task_run(row) for row in rows]
 
 
-async def _states(reader: aiosqlite.Connection, run_id: str) -> list[StateRecord]:
+class _Payload(msgspec.Struct, frozen=True):
+    validated_state: Any = None
+
+
+class _StateChange(msgspec.Struct, frozen=True):
+    """The parts of a stored event that say which state it recorded (the rest is skipped)."""
+
+    resource: dict[str, str] = {}
+    payload: _Payload = _Payload()
+
+
+_decode_state_change = msgspec.json.Decoder(_StateChange).decode
+
+
+async def _states(reader: aiosqlite.Connection, resource_id: str) -> list[StateRecord]:
+    """A run's state history: the state-change events about it, oldest first."""
     rows = await _fetch(
         reader,
-        "SELECT id, type, name, message, timestamp FROM run_states WHERE run_id = ?"
-        " ORDER BY timestamp, id",
-        (run_id,),
+        "SELECT occurred, id, data FROM events WHERE resource_id = ? ORDER BY occurred, id",
+        (resource_id,),
     )
-    return [_state(*row) for row in rows]
+    states: dict[tuple[str, str], StateRecord] = {}
+    for occurred, event_id, data in rows:
+        try:
+            change = _decode_state_change(data)
+        except msgspec.DecodeError:
+            continue  # a row this version cannot read is skipped, as read_events does
+        payload = {"validated_state": change.payload.validated_state}
+        found = state_of(payload, change.resource, event_id)
+        if found is not None:
+            state_id, type_, name, message = found
+            # one entry per (time, state), as when the history had a table of its own
+            states.setdefault(
+                (occurred, state_id), _state(state_id, type_, name, message, occurred)
+            )
+    return [states[key] for key in sorted(states)]
 
 
 async def read_flow_run(
@@ -331,7 +365,7 @@ async def read_flow_run(
         rows = await _fetch(reader, _FLOW_RUN_SELECT + " WHERE id = ?", (run_id,))
         if not rows:
             return None
-        states = await _states(reader, run_id)
+        states = await _states(reader, FLOW_RUN_PREFIX + run_id)
         logs = await _fetch(
             reader,
             _LOG_SELECT + " WHERE flow_run_id = ? ORDER BY timestamp, id LIMIT ?",
@@ -349,7 +383,7 @@ async def read_task_run(
         rows = await _fetch(reader, _TASK_RUN_SELECT + " WHERE id = ?", (run_id,))
         if not rows:
             return None
-        states = await _states(reader, run_id)
+        states = await _states(reader, TASK_RUN_PREFIX + run_id)
         logs = await _fetch(
             reader,
             _LOG_SELECT + " WHERE task_run_id = ? ORDER BY timestamp, id LIMIT ?",

@@ -2,12 +2,17 @@
 
 This is headwater's TaskRunRecorder: state-change events (``headwater.flow-run.<Name>``,
 ``headwater.task-run.<Name>``, carrying ``validated_state`` in their payload) rebuild the
-flow-run and task-run rows and their state history; every event, state change or not, is
-stored in ``events`` with one ``event_resources`` row per related resource.
+flow-run and task-run rows; every event, state change or not, is stored in ``events``
+(a run's state history is its own state-change events) with one ``event_resources`` row
+per related resource.
 
 A batch is folded in memory first: a task that went Pending → Running → Completed within
 one batch costs one run upsert, not three. Every row is keyed so that delivering the same
 event twice changes nothing (the event id is the state id).
+
+A batch travels to SQLite as a few JSON arrays and one blob (see
+:mod:`headwater.storage.batch`), so it is written by a single statement: building them is
+string work in Python, and SQLite takes them apart without holding the GIL.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from headwater.engine.transitions import TransitionRecord
+from headwater.engine.transitions import MESSAGE_LIMIT, RunIdentity, TransitionRecord
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event, EventSource
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "LogRecord",
     "RunLog",
     "build_rows",
+    "state_of",
     "flow_id",
     "format_timestamp",
     "log_row",
@@ -124,12 +130,15 @@ def log_row(record: LogRecord, limit: int) -> tuple[Any, ...]:
 
 
 class BatchRows:
-    """The rows one batch of events turns into, grouped by statement.
+    """The rows one batch of events turns into, ready to bind (see :meth:`parameters`).
 
     Attributes:
-        events: ``events`` rows.
-        event_resources: ``event_resources`` rows.
-        states: ``run_states`` rows.
+        received: when the writer took the batch (formatted); stamps ``events.received``
+            and the heartbeat of the flow runs the batch mentions.
+        events: one JSON array per event: ``[id, occurred, event, resource_id, follows,
+            offset, length, [[related_id, role], ...]]``, where ``offset`` and ``length``
+            locate the event's JSON in :attr:`data`.
+        data: the events' JSON, in order.
         flows: flow name → ``flows`` row.
         flow_runs: flow run id → ``flow_runs`` row (a list, the batch's latest state).
         task_runs: task run id → ``task_runs`` row (likewise).
@@ -137,23 +146,63 @@ class BatchRows:
     """
 
     __slots__ = (
-        "event_resources",
+        "data",
         "events",
         "flow_runs",
         "flows",
         "heartbeats",
-        "states",
+        "offset",
+        "received",
         "task_runs",
+        "_identities",
     )
 
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.event_resources: list[tuple[str, str, str, str]] = []
-        self.states: list[tuple[Any, ...]] = []
+    def __init__(self, received: str) -> None:
+        self.received = received
+        self.events: list[str] = []
+        self.data: list[bytes] = []
+        self.offset = 1  # SQLite's substr() counts from 1
         self.flows: dict[str, tuple[str, str, str]] = {}
         self.flow_runs: dict[str, list[Any]] = {}
         self.task_runs: dict[str, list[Any]] = {}
         self.heartbeats: set[str] = set()
+        # per run: its resource id and related (id, role) pairs as JSON, made once a batch
+        self._identities: dict[RunIdentity, tuple[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def add_event(
+        self,
+        event_id: str,
+        occurred: str,
+        name: str,
+        resource_id: str,
+        follows: str | None,
+        data: bytes,
+        related: list[tuple[str, str]],
+    ) -> None:
+        """Add one event's row and its related resources' rows."""
+        size = len(data)
+        self.events.append(
+            _encode(
+                (event_id, occurred, name, resource_id, follows, self.offset, size, related)
+            ).decode()
+        )
+        self.data.append(data)
+        self.offset += size
+
+    def parameters(self) -> tuple[str, str, bytes, str, str, str, str]:
+        """The values of :data:`headwater.storage.batch.BATCH_COLUMNS`, in order."""
+        return (
+            self.received,
+            f"[{','.join(self.events)}]",
+            b"".join(self.data),
+            _encode(list(self.flows.values())).decode(),
+            _encode(list(self.flow_runs.values())).decode(),
+            _encode(list(self.task_runs.values())).decode(),
+            _encode(sorted(self.heartbeats)).decode(),
+        )
 
 
 # Column positions shared by the flow_runs and task_runs rows built below.
@@ -277,6 +326,27 @@ def _add_task_run(rows: BatchRows, event: Event, run_id: str, state: tuple[Any, 
     _fold_state(row, state, run_count)
 
 
+def state_of(
+    payload: Mapping[str, Any], resource: Mapping[str, str], event_id: str
+) -> tuple[str, str, str, Any] | None:
+    """``(state id, type, name, message)`` of a state-change event, or None.
+
+    A state change is an event about a flow run or a task run whose payload carries a
+    ``validated_state`` object; what that lacks is taken from the resource's labels. The
+    read side (a run's state history) applies the same rule to stored events.
+    """
+    validated = payload.get("validated_state")
+    if not isinstance(validated, dict):
+        return None
+    state_type = validated.get("type") or resource.get("headwater.state-type") or ""
+    return (
+        str(validated.get("id") or event_id),
+        state_type,
+        validated.get("name") or resource.get("headwater.state-name") or state_type,
+        validated.get("message"),
+    )
+
+
 def build_rows(items: Iterable[Event | EventSource], now: datetime.datetime) -> BatchRows:
     """Turn a batch of events, in publication order, into the rows to write.
 
@@ -284,89 +354,89 @@ def build_rows(items: Iterable[Event | EventSource], now: datetime.datetime) -> 
         items: events, or compact records that materialise with ``to_event()``.
         now: the writer's clock; stamps ``received`` and run heartbeats.
     """
-    rows = BatchRows()
-    received = format_timestamp(now)
-    events = rows.events
-    event_resources = rows.event_resources
+    rows = BatchRows(format_timestamp(now))
     for item in items:
         if type(item) is TransitionRecord:
-            _add_transition(rows, item, received)
+            _add_transition(rows, item)
             continue
         event = item.to_event()
         event_id = str(event.id)
         occurred = format_timestamp(event.occurred)
         resource_id = event.resource[RESOURCE_ID]
         follows = event.follows
-        events.append(
-            (
-                event_id,
-                occurred,
-                event.event,
-                resource_id,
-                None if follows is None else str(follows),
-                received,
-                _encode(event).decode(),
-            )
+        rows.add_event(
+            event_id,
+            occurred,
+            event.event,
+            resource_id,
+            None if follows is None else str(follows),
+            _encode(event),
+            [(related[RESOURCE_ID], related.get(RESOURCE_ROLE, "")) for related in event.related],
         )
-        for related in event.related:
-            event_resources.append(
-                (related[RESOURCE_ID], occurred, event_id, related.get(RESOURCE_ROLE, ""))
-            )
-        validated = event.payload.get("validated_state")
-        if not isinstance(validated, dict):
-            continue
         if resource_id.startswith(FLOW_RUN_PREFIX):
             run_id = resource_id[len(FLOW_RUN_PREFIX) :]
         elif resource_id.startswith(TASK_RUN_PREFIX):
             run_id = resource_id[len(TASK_RUN_PREFIX) :]
         else:
             continue
-        state_type = validated.get("type") or event.resource.get("headwater.state-type") or ""
-        state = (
-            str(validated.get("id") or event_id),
-            state_type,
-            validated.get("name") or event.resource.get("headwater.state-name") or state_type,
-            validated.get("message"),
-            occurred,
-        )
-        rows.states.append((run_id, occurred, state[0], state[1], state[2], state[3]))
+        found = state_of(event.payload, event.resource, event_id)
+        if found is None:
+            continue
+        state = (*found, occurred)
         if resource_id.startswith(FLOW_RUN_PREFIX):
-            _add_flow_run(rows, event, run_id, state, received)
+            _add_flow_run(rows, event, run_id, state, rows.received)
         else:
             _add_task_run(rows, event, run_id, state)
     return rows
 
 
-def _add_transition(rows: BatchRows, record: TransitionRecord, received: str) -> None:
+def _occurred(stamp: str, moment: datetime.datetime) -> str:
+    """The ``occurred`` column's text, from msgspec's JSON literal of the same time."""
+    # msgspec writes UTC as '"2024-05-01T12:00:00.000001Z"', and leaves out a zero fraction
+    if stamp[-2] == "Z":
+        if len(stamp) == 29:
+            return f"{stamp[1:-2]}+00:00"
+        if len(stamp) == 22:
+            return f"{stamp[1:-2]}.000000+00:00"
+    return format_timestamp(moment)
+
+
+def _add_transition(rows: BatchRows, record: TransitionRecord) -> None:
     """The engine's own state changes, straight from the compact record.
 
     Same rows as the generic path gives for ``record.to_event()``, without building the
-    Event: this is the persistence hot path (three records per task run).
+    Event: this is the persistence hot path (three records per task run). The event's JSON
+    literals are reused as they are, which spares most of the formatting.
     """
     identity = record.identity
     data = record.event_json()
-    validated = record.state_json()
-    previous = record.previous_state_json
-    event_id = validated["id"]
-    occurred = format_timestamp(record.current[4])
-    resource_id = identity.resource_id
-    rows.events.append(
-        (
-            event_id,
-            occurred,
-            f"headwater.{identity.kind}.{validated['name']}",
-            resource_id,
-            None if previous is None else previous["id"],
-            received,
-            data.decode(),
+    literals = record.literals
+    assert literals is not None  # set by event_json()
+    id_literal, stamp, name_literal, follows = literals
+    current = record.current
+    occurred = _occurred(stamp, current[4])
+    cached = rows._identities.get(identity)
+    if cached is None:
+        cached = rows._identities[identity] = (
+            _encode(identity.resource_id).decode(),
+            _encode(identity.related_index()[0]).decode(),
         )
+    size = len(data)
+    rows.events.append(
+        f'[{id_literal},"{occurred}",{name_literal},{cached[0]},{follows},'
+        f"{rows.offset},{size},{cached[1]}]"
     )
-    event_resources = rows.event_resources
-    for related_id, role in identity.related_index()[0]:
-        event_resources.append((related_id, occurred, event_id, role))
+    rows.data.append(data)
+    rows.offset += size
     run_id = identity.id_text
-    state = (event_id, validated["type"], validated["name"], validated["message"], occurred)
-    rows.states.append((run_id, occurred, *state[:4]))
+    message = current[3]
+    state = (
+        id_literal[1:-1],
+        current[1].value,
+        current[2],
+        message[:MESSAGE_LIMIT] if message else "",
+        occurred,
+    )
     run_count = record.run_count
     if identity.kind == "flow-run":
         row = rows.flow_runs.get(run_id)
@@ -391,24 +461,25 @@ def _add_transition(rows: BatchRows, record: TransitionRecord, received: str) ->
                 _encode(summary["tags"]).decode(),
                 summary["pid"],
                 summary["hostname"],
-                received,
+                rows.received,
                 occurred,
             ]
             rows.flow_runs[run_id] = row
             if flow_name and flow_name not in rows.flows:
-                rows.flows[flow_name] = (flow_id(flow_name), flow_name, received)
+                rows.flows[flow_name] = (flow_id(flow_name), flow_name, rows.received)
         _fold_state(row, state, run_count)
         rows.heartbeats.discard(run_id)
         return
     row = rows.task_runs.get(run_id)
     if row is None:
-        flow_run_id = None if identity.flow_run_id is None else str(identity.flow_run_id)
+        flow_run_id = identity.flow_run_id
+        flow_run_text = None if flow_run_id is None else str(flow_run_id)
         row = [
             run_id,
             identity.name,
             identity.task_key,
             identity.task_name,
-            flow_run_id,
+            flow_run_text,
             None,
             None,
             None,
@@ -422,6 +493,6 @@ def _add_transition(rows: BatchRows, record: TransitionRecord, received: str) ->
             occurred,
         ]
         rows.task_runs[run_id] = row
-        if flow_run_id is not None and flow_run_id not in rows.flow_runs:
-            rows.heartbeats.add(flow_run_id)
+        if flow_run_text is not None and flow_run_text not in rows.flow_runs:
+            rows.heartbeats.add(flow_run_text)
     _fold_state(row, state, run_count)

@@ -10,9 +10,9 @@ Conventions, chosen for speed and for reading the file with the ``sqlite3`` shel
 - timestamps are UTC ISO-8601 text with microseconds and ``+00:00``
   (``2024-05-01T12:00:00.000000+00:00``): fixed width, so text order is time order;
 - JSON (parameters, tags, whole events) is stored as text, so SQLite's JSON functions work;
-- tables written once per event and read by key (``run_states``, ``event_resources``) are
-  ``WITHOUT ROWID`` with the lookup key as primary key: one B-tree per row instead of two,
-  and the key doubles as the idempotency check when an event is delivered twice.
+- tables written once per event and read by key (``event_resources``) are ``WITHOUT
+  ROWID`` with the lookup key as primary key: one B-tree per row instead of two, and the
+  key doubles as the idempotency check when an event is delivered twice.
 """
 
 from __future__ import annotations
@@ -163,7 +163,184 @@ _LOGS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_RUNS, _EVENTS, _LOGS)
+_WEBHOOKS = Migration(
+    7,
+    "inbound webhooks: the template that turns a request to /hooks/<slug> into an event",
+    (
+        # kind 'static': template is JSON {"event": ..., "resource": {...}};
+        # kind 'jinja': template is the Jinja source rendering the event's JSON.
+        """
+        CREATE TABLE webhooks (
+            slug TEXT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            template TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            require_auth INTEGER NOT NULL DEFAULT 0,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )
+        """,
+    ),
+)
+
+_NO_RUN_STATES = Migration(
+    4,
+    "state history read from the state-change events; run_states dropped",
+    (
+        # A run's state history is exactly its own state-change events, found through
+        # ix_events_resource; a second copy of each state cost the writer a row per event.
+        "DROP TABLE run_states",
+    ),
+)
+
+_BLOCKS = Migration(
+    5,
+    "block documents (secret fields encrypted inside data) and variables",
+    (
+        # data: the block's fields as JSON; a secret field's value is {"$encrypted": <token>},
+        # a Fernet token made with the key file beside the database (headwater.blocks._crypto).
+        """
+        CREATE TABLE block_documents (
+            id TEXT PRIMARY KEY NOT NULL,
+            block_type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            UNIQUE (block_type, name)
+        )
+        """,
+        """
+        CREATE TABLE variables (
+            id TEXT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL UNIQUE,
+            value TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )
+        """,
+    ),
+)
+
+_AUTOMATIONS = Migration(
+    6,
+    "automations and the checkpointed state of their triggers",
+    (
+        # definition: the whole Automation as JSON (headwater.automations.model).
+        """
+        CREATE TABLE automations (
+            id TEXT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL UNIQUE,
+            enabled INTEGER NOT NULL,
+            definition TEXT NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )
+        """,
+        # One row per open bucket, unresolved proactive firing or stored child firing of a
+        # trigger (kind 'bucket' | 'fired' | 'child'); owner is the reactor that keeps it in
+        # memory ('' once released), so a restarted reactor adopts only abandoned state.
+        """
+        CREATE TABLE automation_state (
+            automation_id TEXT NOT NULL,
+            trigger_path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            data TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (automation_id, trigger_path, kind, key)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX ix_automation_state_owner ON automation_state (owner)",
+    ),
+)
+
+_CONCURRENCY = Migration(
+    8,
+    "concurrency limits and the leased slots that processes hold on them",
+    (
+        # decaying_slots: slots taken by rate_limit(), as of decayed_at; they drain at
+        # slot_decay_per_second. Slots held by concurrency() are rows of concurrency_slots, so
+        # a limit's use is always recomputed from live leases and can never drift.
+        """
+        CREATE TABLE concurrency_limits (
+            id TEXT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL UNIQUE,
+            slot_limit INTEGER NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            slot_decay_per_second REAL NOT NULL DEFAULT 0,
+            decaying_slots REAL NOT NULL DEFAULT 0,
+            decayed_at TEXT,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )
+        """,
+        # One row per concurrency() block in progress: who holds it (pid and hostname, for
+        # the liveness check) and until when, unless its process renews it.
+        """
+        CREATE TABLE concurrency_leases (
+            id TEXT PRIMARY KEY NOT NULL,
+            holder TEXT,
+            pid INTEGER NOT NULL,
+            hostname TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            created TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE concurrency_slots (
+            limit_id TEXT NOT NULL,
+            lease_id TEXT NOT NULL,
+            slots INTEGER NOT NULL,
+            PRIMARY KEY (limit_id, lease_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX ix_concurrency_slots_lease ON concurrency_slots (lease_id)",
+    ),
+)
+
+_ARTIFACTS = Migration(
+    9,
+    "artifacts: markdown, tables, links, images and progress attached to runs",
+    (
+        # data: the artifact's data as JSON (a string for markdown/table/link/image, as in
+        # Prefect, a number for progress). A key's versions are its rows; the latest wins.
+        """
+        CREATE TABLE artifacts (
+            id TEXT PRIMARY KEY NOT NULL,
+            key TEXT,
+            type TEXT NOT NULL,
+            description TEXT,
+            data TEXT NOT NULL,
+            flow_run_id TEXT,
+            task_run_id TEXT,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX ix_artifacts_key ON artifacts (key, created) WHERE key IS NOT NULL",
+        "CREATE INDEX ix_artifacts_flow_run ON artifacts (flow_run_id, created)"
+        " WHERE flow_run_id IS NOT NULL",
+        "CREATE INDEX ix_artifacts_task_run ON artifacts (task_run_id, created)"
+        " WHERE task_run_id IS NOT NULL",
+        "CREATE INDEX ix_artifacts_created ON artifacts (created)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _RUNS,
+    _EVENTS,
+    _LOGS,
+    _NO_RUN_STATES,
+    _BLOCKS,
+    _AUTOMATIONS,
+    _WEBHOOKS,
+    _CONCURRENCY,
+    _ARTIFACTS,
+)
 """Every migration, in order; ``MIGRATIONS[i].version == i + 1``."""
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -34,70 +34,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from headwater.events.bus import Subscription
 from headwater.events.schema import Event, EventSource
 from headwater.exceptions import StorageError
+from headwater.storage.batch import INSERT_BATCH, write_rows
 from headwater.storage.database import Database
-from headwater.storage.rows import (
-    FLOW_RUN_COLUMNS,
-    TASK_RUN_COLUMNS,
-    BatchRows,
-    LogRecord,
-    build_rows,
-    log_row,
-)
+from headwater.storage.rows import BatchRows, LogRecord, build_rows, log_row
 
 __all__ = ["PersistenceWriter", "write_rows"]
 
 logger = logging.getLogger("headwater.storage")
 
-_INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (id, occurred, event, resource_id, follows, received, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_EVENT_RESOURCES = (
-    "INSERT OR IGNORE INTO event_resources (resource_id, occurred, event_id, role)"
-    " VALUES (?, ?, ?, ?)"
-)
-_INSERT_STATES = (
-    "INSERT OR IGNORE INTO run_states (run_id, timestamp, id, type, name, message)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_INSERT_FLOWS = "INSERT OR IGNORE INTO flows (id, name, created) VALUES (?, ?, ?)"
-
-# A run row takes a batch's state only if it is not older than the stored one, so a
-# re-delivered or late event never moves a run backwards; ties on timestamp go to the
-# time-ordered state id.
-_STATE_UPDATE = """
-    state_id = excluded.state_id, state_type = excluded.state_type,
-    state_name = excluded.state_name, state_message = excluded.state_message,
-    state_timestamp = excluded.state_timestamp,
-    run_count = max({table}.run_count, excluded.run_count),
-    start_time = coalesce({table}.start_time, excluded.start_time),
-    end_time = excluded.end_time,
-    created = min({table}.created, excluded.created)
-"""
-_NEWER = (
-    "WHERE (excluded.state_timestamp, excluded.state_id)"
-    " >= ({table}.state_timestamp, {table}.state_id)"
-)
-_UPSERT_FLOW_RUNS = (
-    f"INSERT INTO flow_runs ({FLOW_RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})"
-    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,"
-    " flow_version = excluded.flow_version, parent_flow_run_id = excluded.parent_flow_run_id,"
-    " parameters = excluded.parameters, tags = excluded.tags,"
-    " pid = coalesce(excluded.pid, flow_runs.pid),"
-    " hostname = coalesce(excluded.hostname, flow_runs.hostname),"
-    " heartbeat = excluded.heartbeat,"
-    + _STATE_UPDATE.format(table="flow_runs")
-    + _NEWER.format(table="flow_runs")
-)
-_UPSERT_TASK_RUNS = (
-    f"INSERT INTO task_runs ({TASK_RUN_COLUMNS}) VALUES ({', '.join('?' * 16)})"
-    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, task_key = excluded.task_key,"
-    " task_name = excluded.task_name, flow_run_id = excluded.flow_run_id,"
-    " tags = excluded.tags, flow_name = coalesce(excluded.flow_name, task_runs.flow_name),"
-    + _STATE_UPDATE.format(table="task_runs")
-    + _NEWER.format(table="task_runs")
-)
-_HEARTBEAT = "UPDATE flow_runs SET heartbeat = ? WHERE id = ?"
 _INSERT_LOGS = (
     "INSERT INTO logs (flow_run_id, task_run_id, name, level, message, timestamp)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -109,23 +53,6 @@ _LOG_WAIT_LIMIT = 10.0  # ...and gives up (dropping the record, counted) after t
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-async def write_rows(connection: aiosqlite.Connection, rows: BatchRows, now: str) -> None:
-    """Issue the statements that store ``rows``, inside the caller's write transaction."""
-    await connection.executemany(_INSERT_EVENTS, rows.events)
-    if rows.event_resources:
-        await connection.executemany(_INSERT_EVENT_RESOURCES, rows.event_resources)
-    if rows.states:
-        await connection.executemany(_INSERT_STATES, rows.states)
-    if rows.flows:
-        await connection.executemany(_INSERT_FLOWS, list(rows.flows.values()))
-    if rows.flow_runs:
-        await connection.executemany(_UPSERT_FLOW_RUNS, list(rows.flow_runs.values()))
-    if rows.task_runs:
-        await connection.executemany(_UPSERT_TASK_RUNS, list(rows.task_runs.values()))
-    if rows.heartbeats:
-        await connection.executemany(_HEARTBEAT, [(now, run_id) for run_id in rows.heartbeats])
 
 
 async def _insert_logs(connection: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -195,8 +122,7 @@ class PersistenceWriter:
     async def _commit(self, rows: BatchRows) -> None:
         if not rows.events:
             return
-        now = rows.events[0][5]  # the formatted ``received`` time
-        await self.database.write(lambda connection: write_rows(connection, rows, now))
+        await self.database.write_statement(INSERT_BATCH, rows.parameters())
         self.committed_events += len(rows.events)
 
     async def run(self, subscription: Subscription) -> None:

@@ -73,7 +73,7 @@ async def test_concurrent_processes_lose_no_rows(db_path: Path) -> None:
             connection.execute("SELECT count(*) FROM flow_runs").fetchone()[0] == PROCESSES * RUNS
         )
         assert (
-            connection.execute("SELECT count(*) FROM run_states").fetchone()[0]
+            connection.execute("SELECT count(*) FROM event_resources").fetchone()[0]
             == PROCESSES * RUNS * 3
         )
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -15,7 +15,7 @@ from headwater.storage.writer import PersistenceWriter
 
 DAY = datetime.timedelta(days=1)
 NOW = T0 + 40 * DAY
-TABLES = ("flow_runs", "task_runs", "run_states", "events", "event_resources", "logs")
+TABLES = ("flow_runs", "task_runs", "events", "event_resources", "logs")
 
 
 def counts(path: Path) -> dict[str, int]:
@@ -72,14 +72,13 @@ async def test_prune_removes_only_what_is_older_in_small_batches(db: Database) -
     assert after == {
         "flow_runs": 3,
         "task_runs": 3,
-        "run_states": 18,
         "events": 21,
         # per run: 3 flow-run events x (flow, tag) + 3 task-run events x (flow-run, flow, task)
         "event_resources": 3 * (3 * 2 + 3 * 3),
         "logs": 3,
     }
     assert result.flow_runs == 25 and result.task_runs == 25 and result.logs == 25
-    assert result.events == 25 * 7 and result.run_states == 25 * 6
+    assert result.events == 25 * 7
     assert result.event_resources == before["event_resources"] - after["event_resources"]
     assert result.total == sum(before.values()) - sum(after.values())
     # 175 events in batches of 10 alone take 18 transactions: pruning never holds the lock long.
