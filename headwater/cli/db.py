@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["db"]
 
-_TABLES = ("flow_runs", "task_runs", "run_states", "events", "event_resources", "logs")
+_TABLES = ("flow_runs", "task_runs", "events", "event_resources", "logs")
 
 
 @click.group("db")

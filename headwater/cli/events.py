@@ -4,6 +4,10 @@
 clauses (all AND-ed; repeated values of one option OR-ed). ``events emit`` mirrors
 ``prefect event emit`` and publishes through the bus, so the event is stored by the same
 persistence consumer as every other event (and seen by any in-process observer).
+
+With ``HEADWATER_API_URL`` set, both talk to the server instead: ``ls`` reads its stored
+events and ``emit`` posts the event (``POST /api/events``), which the server has published
+when the command reports success; an unreachable server is an error, nothing is emitted.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from headwater.cli.database import with_database
 from headwater.cli.errors import CliError, CliUsageError
+from headwater.cli.history import with_history
 from headwater.cli.output import console, local_time, new_table, output_option, print_json_lines
 from headwater.cli.params import JSON_LABELS, JSON_OBJECT, JSON_RELATED, TIME
 
 if TYPE_CHECKING:
+    from headwater.cli.history import History
     from headwater.events.filters import EventFilter
-    from headwater.storage import Database, EventPage
+    from headwater.events.schema import Event
 
 __all__ = ["build_event_filter", "events"]
 
@@ -135,8 +140,6 @@ def ls(
     output: str,
 ) -> None:
     """List stored events matching every option given, newest first by default."""
-    from headwater.storage import read_events
-
     event_filter = build_event_filter(
         names=names,
         prefixes=prefixes,
@@ -148,15 +151,15 @@ def ls(
         order=order,
     )
 
-    async def query(database: Database) -> EventPage:
-        return await read_events(database, event_filter, limit=limit)
+    async def query(history: History) -> list[Event]:
+        return await history.events(event_filter, limit)
 
-    page = with_database(query)
+    found = with_history(query)
     if output == "json":
-        print_json_lines(page.events)
+        print_json_lines(found)
         return
     table = new_table("Occurred", "Event", "Resource")
-    for event in page.events:
+    for event in found:
         name = event.resource.name
         resource = event.resource_id if not name else f"{event.resource_id} ({name})"
         table.add_row(local_time(event.occurred, precise=True), event.event, resource)
@@ -205,6 +208,10 @@ def emit(
     if not labels.get(RESOURCE_ID):
         raise CliUsageError(f"give --resource-id, or --resource with a {RESOURCE_ID!r} label")
     related_list = [related] if isinstance(related, dict) else related
+    if get_settings().api_url:
+        sent = _emit_to_server(name, labels, list(related_list or ()), payload, occurred)
+        click.echo(f"Successfully emitted event '{name}' with ID {sent.id}")
+        return
     if not get_settings().events_enabled:
         raise CliError("events are disabled (HEADWATER_EVENTS_ENABLED=false); nothing was emitted")
     persistence = ensure_persistence()  # StorageError: the group reports it (exit 1)
@@ -227,3 +234,47 @@ def emit(
     if persistence.writer.error is not None:
         raise persistence.writer.error
     click.echo(f"Successfully emitted event '{name}' with ID {event.id}")
+
+
+def _emit_to_server(
+    name: str,
+    labels: dict[str, str],
+    related: list[dict[str, str]],
+    payload: dict[str, Any] | None,
+    occurred: datetime.datetime | None,
+) -> Event:
+    """Validate the event as ``emit_event`` would and post it to the server."""
+    import anyio
+    import msgspec
+
+    from headwater.client.http import HeadwaterClient
+    from headwater.events.schema import Event, RelatedResource, Resource, validate_event_shape
+    from headwater.exceptions import EventTooLarge, InvalidEventError
+    from headwater.settings import get_settings
+
+    settings = get_settings()
+    fields: dict[str, Any] = {
+        "event": name,
+        "resource": Resource(labels),
+        "related": [RelatedResource(item) for item in related],
+        "payload": dict(payload or {}),
+    }
+    if occurred is not None:
+        fields["occurred"] = occurred
+    event = Event(**fields)
+    validate_event_shape(event)
+    try:
+        size = len(msgspec.json.encode(event))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise InvalidEventError(
+            f"payload of event {name!r} is not JSON-serialisable: {exc}"
+        ) from None
+    if size > settings.events_maximum_size_bytes:
+        raise EventTooLarge(size, settings.events_maximum_size_bytes)
+
+    async def post() -> None:
+        async with HeadwaterClient(settings) as client:
+            await client.emit_events([event])
+
+    anyio.run(post)
+    return event

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from headwater.cli.database import resolve_run_id, with_database
 from headwater.cli.errors import CliUsageError
+from headwater.cli.history import with_history
 from headwater.cli.output import (
     console,
     duration_text,
@@ -22,7 +22,8 @@ from headwater.cli.output import (
 from headwater.cli.params import TIME
 
 if TYPE_CHECKING:
-    from headwater.storage import Database, FlowRunRecord, LogEntry, StateRecord
+    from headwater.cli.history import History
+    from headwater.storage import FlowRunDetail, FlowRunRecord, LogEntry, StateRecord
 
 __all__ = [
     "STATE_TYPES",
@@ -133,11 +134,9 @@ def ls(
     output: str,
 ) -> None:
     """List flow runs, newest first."""
-    from headwater.storage import read_flow_runs
 
-    async def query(database: Database) -> list[FlowRunRecord]:
-        return await read_flow_runs(
-            database,
+    async def query(history: History) -> list[FlowRunRecord]:
+        return await history.flow_runs(
             state_type=[value.upper() for value in state_types] or None,
             state_name=canonical_state_names(states),
             flow_name=list(flows) or None,
@@ -147,7 +146,7 @@ def ls(
             limit=limit,
         )
 
-    runs = with_database(query)
+    runs = with_history(query)
     if output == "json":
         print_json_lines(runs)
         return
@@ -195,16 +194,15 @@ def fields_table(rows: list[tuple[str, Any]]) -> Any:
 @output_option
 def inspect(flow_run_id: str, output: str) -> None:
     """Show one flow run and its state history. ID may be a unique prefix."""
-    from headwater.storage import FlowRunDetail, read_flow_run
 
-    async def query(database: Database) -> FlowRunDetail:
-        run_id = await resolve_run_id(database, "flow-run", flow_run_id)
-        found = await read_flow_run(database, run_id, log_limit=0)
+    async def query(history: History) -> FlowRunDetail:
+        run_id = await history.resolve("flow-run", flow_run_id)
+        found = await history.flow_run(run_id)
         if found is None:  # pruned between the two reads
             raise CliUsageError(f"no flow run with id '{flow_run_id}'")
         return found
 
-    detail = with_database(query)
+    detail = with_history(query)
     if output == "json":
         print_json_lines([{"run": detail.run, "states": detail.states}])
         return
@@ -274,14 +272,13 @@ def print_logs(entries: list[LogEntry]) -> None:
 @output_option
 def logs(flow_run_id: str, level: str | None, limit: int, output: str) -> None:
     """Print the logs of one flow run and its task runs, oldest first. ID may be a prefix."""
-    from headwater.storage import read_logs
 
-    async def query(database: Database) -> list[LogEntry]:
-        run_id = await resolve_run_id(database, "flow-run", flow_run_id)
+    async def query(history: History) -> list[LogEntry]:
+        run_id = await history.resolve("flow-run", flow_run_id)
         min_level = logging.getLevelName(level.upper()) if level else None
-        return await read_logs(database, flow_run_id=run_id, min_level=min_level, limit=limit)
+        return await history.logs(flow_run_id=run_id, min_level=min_level, limit=limit)
 
-    entries = with_database(query)
+    entries = with_history(query)
     if output == "json":
         print_json_lines(entries)
     else:

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from headwater.cli.database import resolve_run_id, with_database
 from headwater.cli.errors import CliUsageError
 from headwater.cli.flow_runs import (
     canonical_state_names,
@@ -14,6 +13,7 @@ from headwater.cli.flow_runs import (
     state_filter_options,
     state_history_table,
 )
+from headwater.cli.history import with_history
 from headwater.cli.output import (
     console,
     duration_text,
@@ -25,7 +25,8 @@ from headwater.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from headwater.storage import Database, TaskRunDetail, TaskRunRecord
+    from headwater.cli.history import History
+    from headwater.storage import TaskRunDetail, TaskRunRecord
 
 __all__ = ["task_run", "task_runs_table"]
 
@@ -79,14 +80,12 @@ def ls(
     output: str,
 ) -> None:
     """List task runs, oldest first within a flow run, newest first otherwise."""
-    from headwater.storage import read_task_runs
 
-    async def query(database: Database) -> list[TaskRunRecord]:
+    async def query(history: History) -> list[TaskRunRecord]:
         parent = None
         if flow_run_id is not None:
-            parent = await resolve_run_id(database, "flow-run", flow_run_id)
-        return await read_task_runs(
-            database,
+            parent = await history.resolve("flow-run", flow_run_id)
+        return await history.task_runs(
             flow_run_id=parent,
             state_type=[value.upper() for value in state_types] or None,
             state_name=canonical_state_names(states),
@@ -97,7 +96,7 @@ def ls(
             order="ASC" if parent is not None else "DESC",
         )
 
-    runs = with_database(query)
+    runs = with_history(query)
     if output == "json":
         print_json_lines(runs)
     else:
@@ -109,16 +108,15 @@ def ls(
 @output_option
 def inspect(task_run_id: str, output: str) -> None:
     """Show one task run and its state history. ID may be a unique prefix."""
-    from headwater.storage import read_task_run
 
-    async def query(database: Database) -> TaskRunDetail:
-        run_id = await resolve_run_id(database, "task-run", task_run_id)
-        found = await read_task_run(database, run_id, log_limit=0)
+    async def query(history: History) -> TaskRunDetail:
+        run_id = await history.resolve("task-run", task_run_id)
+        found = await history.task_run(run_id)
         if found is None:  # pruned between the two reads
             raise CliUsageError(f"no task run with id '{task_run_id}'")
         return found
 
-    detail = with_database(query)
+    detail = with_history(query)
     if output == "json":
         print_json_lines([{"run": detail.run, "states": detail.states}])
         return
