@@ -1,0 +1,1 @@
+"""Artifacts: the implementation behind :mod:`headwater.artifacts` (``prefect.artifacts``)."""
