@@ -27,9 +27,9 @@ re-raised as the original object.
     ├── SettingsError               an environment variable with an unusable value
     ├── WebhookError                a webhook definition that cannot be used (slug, template)
     │   └── WebhookExistsError      a webhook with that slug already exists
-    ├── ApiError                    the headwater server (HEADWATER_API_URL) refused or failed a request
-    │   ├── ApiUnavailableError       cannot be reached (refused, timed out, not a headwater server)
-    │   └── ApiAuthError              rejected our credentials (HTTP 401/403, websocket close 1008)
+    ├── ApiError                    the server (HEADWATER_API_URL) refused or failed a request
+    │   ├── ApiUnavailableError     cannot be reached (refused, timed out, not a headwater server)
+    │   └── ApiAuthError            rejected our credentials (HTTP 401/403, websocket close 1008)
     ├── StorageError                the database cannot be used
     │   ├── DatabaseUnavailableError  cannot be opened or written (permissions, disk full, locked)
     │   ├── DatabaseCorruptError      the file is not a headwater database, or is damaged

@@ -76,7 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         retention_period: runs, states, events and logs older than this are pruned
             (``HEADWATER_RETENTION_PERIOD``, e.g. ``30d``, ``12h``; default 30 days).
         database_batch_size: most events the persistence writer commits in one transaction
-            (``HEADWATER_DATABASE_BATCH_SIZE``).
+            (``HEADWATER_DATABASE_BATCH_SIZE``); under load a transaction holds what arrived
+            while the previous one was written, up to this.
         database_batch_latency: longest time, in seconds, an event waits in the writer before
             its transaction starts; bounds what a hard kill can lose
             (``HEADWATER_DATABASE_BATCH_LATENCY``).
@@ -142,7 +143,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_maximum_size_bytes: int = 1_500_000
     persistence_required: bool = True
     retention_period: datetime.timedelta = datetime.timedelta(days=30)
-    database_batch_size: int = 1000
+    database_batch_size: int = 10_000
     database_batch_latency: float = 0.1
     database_busy_timeout: float = 30.0
     logging_max_message_length: int = 100_000
@@ -195,7 +196,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             persistence_required=_bool(env, "HEADWATER_PERSISTENCE_REQUIRED", True),
             retention_period=_duration(env, "HEADWATER_RETENTION_PERIOD")
             or datetime.timedelta(days=30),
-            database_batch_size=_positive_int(env, "HEADWATER_DATABASE_BATCH_SIZE") or 1000,
+            database_batch_size=_positive_int(env, "HEADWATER_DATABASE_BATCH_SIZE") or 10_000,
             database_batch_latency=_positive_float(env, "HEADWATER_DATABASE_BATCH_LATENCY", 0.1),
             database_busy_timeout=_positive_float(env, "HEADWATER_DATABASE_BUSY_TIMEOUT", 30.0),
             logging_max_message_length=_positive_int(env, "HEADWATER_LOGGING_MAX_MESSAGE_LENGTH")

@@ -18,7 +18,9 @@ from typing import Any
 
 import click
 
+from headwater.cli.artifacts import artifact
 from headwater.cli.automations import automation
+from headwater.cli.concurrency_limits import concurrency_limit
 from headwater.cli.config import config
 from headwater.cli.db import db
 from headwater.cli.demo import demo
@@ -86,6 +88,8 @@ cli.add_command(db)
 cli.add_command(demo)
 cli.add_command(server)
 cli.add_command(webhook)
+cli.add_command(concurrency_limit)
+cli.add_command(artifact)
 
 
 def main(args: Sequence[str] | None = None) -> None:

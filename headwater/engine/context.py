@@ -39,6 +39,8 @@ class FlowRunContext:
         "flow_run",
         "log_prints",
         "loop",
+        "persist_result",
+        "result_store",
         "task_group",
         "task_run_counters",
         "task_runner",
@@ -53,11 +55,16 @@ class FlowRunContext:
         log_prints: bool,
         loop: Any = None,
         thread_id: int | None = None,
+        persist_result: bool = False,
+        result_store: Any = None,
     ) -> None:
         self.flow = flow
         self.flow_run = flow_run
         self.task_runner = task_runner
         self.log_prints = log_prints
+        # what tasks that do not say inherit: persist or not, and where (None: the default)
+        self.persist_result = persist_result
+        self.result_store = result_store
         # task key -> how many runs of that task this flow run has made (run names: name-k)
         self.task_run_counters: dict[str, int] = {}
         self.task_group: anyio.abc.TaskGroup | None = None
@@ -93,6 +100,11 @@ class TaskRunContext:
     def bound_parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name (bound on demand: the hot path skips it)."""
         return self.task.parameters.bind(self.args, self.kwargs)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The call's arguments by parameter name (Prefect's ``TaskRunContext.parameters``)."""
+        return self.bound_parameters()
 
 
 flow_run_context: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar(

@@ -40,6 +40,7 @@ from headwater.engine.states import (
     _named,
     return_value_to_state,
 )
+from headwater.engine.task_transaction import flow_persists, flow_store, persist_flow_result
 from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt, withdraw_interrupt
 from headwater.engine.transitions import TransitionRecord
 from headwater.events.bus import get_bus
@@ -71,6 +72,8 @@ class FlowRunEngine:
             flow.version,
         )
         self.validation_error: ParameterTypeError | None = None
+        self.persist_result = flow_persists(flow, self.parent)
+        self.result_store = flow_store(flow, self.parent)
         self.returned_state: State[Any] | None = None
         self.watch = get_bus().watch(self.flow_run.identity.resource_id) if flow.has_hooks else None
         self._pending_hooks: list[tuple[list[Any], State[Any]]] = []
@@ -130,6 +133,8 @@ class FlowRunEngine:
             bool(log_prints),
             loop=loop,
             thread_id=threading.get_ident(),
+            persist_result=self.persist_result,
+            result_store=self.result_store,
         )
 
     def call_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -141,6 +146,14 @@ class FlowRunEngine:
         if isinstance(value, State) and state is value:
             self.returned_state = value
             state = value.copy()
+        elif self.persist_result and state.type is StateType.COMPLETED:
+            persist_flow_result(
+                self.result_store,
+                self.flow_run.id,
+                state,
+                self.flow.cache_result_in_memory,
+                self.logger,
+            )
         return state
 
     @staticmethod

@@ -48,6 +48,10 @@ class Flow(Generic[P, R]):
         on_cancellation: Iterable[FlowHook] | None = None,
         on_crashed: Iterable[FlowHook] | None = None,
         on_running: Iterable[FlowHook] | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        cache_result_in_memory: bool = True,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
@@ -87,6 +91,12 @@ class Flow(Generic[P, R]):
         self.on_cancellation_hooks = list(on_cancellation or ())
         self.on_crashed_hooks = list(on_crashed or ())
         self.on_running_hooks = list(on_running or ())
+        if persist_result is None and (result_storage is not None or result_serializer is not None):
+            persist_result = True  # Prefect: choosing where or how to persist means persisting
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.cache_result_in_memory = cache_result_in_memory
         self.parameters = ParameterSchema(fn, owner)
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
@@ -155,6 +165,10 @@ class Flow(Generic[P, R]):
             "on_cancellation": self.on_cancellation_hooks,
             "on_crashed": self.on_crashed_hooks,
             "on_running": self.on_running_hooks,
+            "persist_result": self.persist_result,
+            "result_storage": self.result_storage,
+            "result_serializer": self.result_serializer,
+            "cache_result_in_memory": self.cache_result_in_memory,
         }
         unknown = set(changes) - set(options)
         if unknown:
@@ -214,6 +228,10 @@ def flow(
     on_cancellation: Iterable[FlowHook] | None = None,
     on_crashed: Iterable[FlowHook] | None = None,
     on_running: Iterable[FlowHook] | None = None,
+    persist_result: bool | None = None,
+    result_storage: Any = None,
+    result_serializer: Any = None,
+    cache_result_in_memory: bool = True,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
@@ -233,6 +251,13 @@ def flow(fn: Any = None, /, **options: Any) -> Any:
         task_runner: where ``.submit()``/``.map()`` run (default ``ThreadPoolTaskRunner()``).
         on_completion, on_failure, on_cancellation, on_crashed, on_running: hooks
             ``(flow, flow_run, state)``.
+        persist_result: write the flow's result (under its run id) and, by default, its
+            tasks' results; None inherits (the parent flow's, or
+            ``HEADWATER_RESULTS_PERSIST_BY_DEFAULT``).
+        result_storage: default result storage of the flow and its tasks (a directory, an
+            fsspec URL or a LocalFileSystem/RemoteFileSystem).
+        result_serializer: default serializer of the flow and its tasks.
+        cache_result_in_memory: keep the flow's value on its state (False: load on demand).
     """
     if fn is None:
         return lambda inner: Flow(inner, **options)

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from headwater._ids import new_uuid
+from headwater.engine.results import PersistedResult
 from headwater.exceptions import (
     CancelledRun,
     CrashedRun,
@@ -156,13 +157,16 @@ class State(msgspec.Struct, Generic[R], kw_only=True):
     def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> Any:
         """Return the run's result, following Prefect's rules.
 
+        A persisted result not kept in memory is loaded from storage; with
+        ``retry_result_failure`` a failed read is tried 10 times, 0.25 s apart.
+
         Raises:
             PausedRun: the state is Paused.
             UnfinishedRun: the state is not final.
             Exception: with ``raise_on_failure``, the exception of a failed, crashed or
                 cancelled state (the original object the run raised).
+            ResultNotFound: the persisted result cannot be found.
         """
-        del retry_result_failure  # persisted results arrive with the results issue
         if self.type is StateType.PAUSED:
             raise PausedRun(f"Run is paused: {self.message or self.name}")
         if self.type not in TERMINAL_STATES:
@@ -174,10 +178,18 @@ class State(msgspec.Struct, Generic[R], kw_only=True):
             if raise_on_failure:
                 raise exception
             return exception
-        return self.data
+        data = self.data
+        if type(data) is PersistedResult:
+            return data.get(retry=retry_result_failure)
+        return data
 
-    async def aresult(self, raise_on_failure: bool = True) -> Any:
-        """Async twin of :meth:`result` (results are in memory, so it does not wait)."""
+    async def aresult(
+        self, raise_on_failure: bool = True, retry_result_failure: bool = True
+    ) -> Any:
+        """Async twin of :meth:`result`; a persisted result is read in a worker thread."""
+        data = self.data
+        if type(data) is PersistedResult and self.type is StateType.COMPLETED:
+            return await data.aget(retry=retry_result_failure)
         return self.result(raise_on_failure=raise_on_failure)
 
     def copy(self, **changes: Any) -> State[Any]:

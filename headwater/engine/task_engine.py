@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from headwater.concurrency._tasks import acquire_task_slots
 from headwater.engine import control, inputs
 from headwater.engine.asyncutils import call_maybe_async, call_maybe_async_sync
 from headwater.engine.context import (
@@ -29,6 +30,7 @@ from headwater.engine.context import (
 from headwater.engine.control import CancellationInterrupt
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
+from headwater.engine.results import get_default_persist_setting
 from headwater.engine.retries import jittered, retry_delay
 from headwater.engine.runs import TaskRun, set_state
 from headwater.engine.startup import ensure_started
@@ -45,7 +47,9 @@ from headwater.engine.states import (
     StateType,
     _named,
 )
+from headwater.engine.task_transaction import TaskTransaction
 from headwater.engine.timeouts import SyncDeadline, TimeoutInterrupt
+from headwater.engine.transactions import current_transaction
 from headwater.engine.transitions import TransitionRecord
 from headwater.events.bus import get_bus
 from headwater.exceptions import TaskRunTimeoutError
@@ -71,6 +75,7 @@ class TaskRunEngine:
         "returned_state",
         "task",
         "task_run",
+        "txn",
         "wait_for",
         "watch",
     )
@@ -110,6 +115,18 @@ class TaskRunEngine:
         self.retries_done = 0
         self._pending_hooks: list[tuple[Any, State[Any]]] = []
         self.watch = get_bus().watch(self.task_run.identity.resource_id) if task.has_hooks else None
+        # a transaction only for runs that use one (persisted result, commit/rollback hooks, an
+        # open transaction around the call): a plain task pays three attribute reads here
+        persist = task.persist_result
+        if persist is None:
+            persist = (
+                flow_ctx.persist_result if flow_ctx is not None else get_default_persist_setting()
+            )
+        self.txn = (
+            TaskTransaction(self, persist)
+            if persist or task.has_transaction_hooks or current_transaction.get() is not None
+            else None
+        )
         self.transition(Pending())
 
     # -- decisions (shared by both drivers) -------------------------------------------------
@@ -179,7 +196,8 @@ class TaskRunEngine:
                 return value.copy()
             self.transition(value.copy())
             return None
-        self.transition(Completed(data=value))
+        txn = self.txn
+        self.transition(Completed(data=value) if txn is None else txn.completed_state(value))
         return None
 
     @staticmethod
@@ -271,30 +289,33 @@ class TaskRunEngine:
                 future.wait()
             if not self.resolve_inputs():
                 return self._finish_sync()
+            if self.txn is not None and self.txn.enter_sync():  # a cache hit: no need to run
+                return self._finish_sync()
             task = self.task
             fn = task.fn
             timeout = task.timeout_seconds
             while True:
-                self.begin_attempt()
-                self._run_hooks_sync()
-                token = task_run_context.set(self.context())
-                prints = enable_log_prints(task_run_context.get().log_prints)  # type: ignore[union-attr]
-                failure: State[Any] | None
-                try:
-                    if timeout is None:
-                        value = fn(*self.args, **self.kwargs)
-                    else:
-                        with SyncDeadline(timeout):
+                with acquire_task_slots(self.task_run):  # tag concurrency: one slot per limited tag
+                    self.begin_attempt()
+                    self._run_hooks_sync()
+                    token = task_run_context.set(self.context())
+                    prints = enable_log_prints(task_run_context.get().log_prints)  # type: ignore[union-attr]
+                    failure: State[Any] | None
+                    try:
+                        if timeout is None:
                             value = fn(*self.args, **self.kwargs)
-                except TimeoutInterrupt:
-                    failure = self.timed_out()
-                except Exception as exc:
-                    failure = self.raised(exc)
-                else:
-                    failure = self.succeeded(value)
-                finally:
-                    reset_log_prints(prints)
-                    task_run_context.reset(token)
+                        else:
+                            with SyncDeadline(timeout):
+                                value = fn(*self.args, **self.kwargs)
+                    except TimeoutInterrupt:
+                        failure = self.timed_out()
+                    except Exception as exc:
+                        failure = self.raised(exc)
+                    else:
+                        failure = self.succeeded(value)
+                    finally:
+                        reset_log_prints(prints)
+                        task_run_context.reset(token)
                 delay = None
                 if failure is not None:
                     delay = self.settle(failure, self.retry_condition_sync(failure))
@@ -307,6 +328,8 @@ class TaskRunEngine:
             if not (self.task_run.state and self.task_run.state.is_final()):
                 self.crashed(exc)
                 self._run_hooks_sync()
+            if self.txn is not None:
+                self.txn.exit_sync()  # rolls back
             raise
         return self._finish_sync()
 
@@ -317,39 +340,42 @@ class TaskRunEngine:
                 await future.wait_async()
             if not self.resolve_inputs():
                 return await self._finish_async()
+            if self.txn is not None and await self.txn.enter_async():  # a cache hit
+                return await self._finish_async()
             task = self.task
             fn = task.fn
             timeout = task.timeout_seconds
             is_async = task.isasync
             while True:
-                self.begin_attempt()
-                if self._pending_hooks:
-                    await self._run_hooks_async()
-                token = task_run_context.set(self.context())
-                prints = enable_log_prints(task_run_context.get().log_prints)  # type: ignore[union-attr]
-                timed_out = False
-                try:
-                    if timeout is None:
-                        value = (
-                            await fn(*self.args, **self.kwargs)
-                            if is_async
-                            else fn(*self.args, **self.kwargs)
-                        )
-                    else:
-                        with anyio.move_on_after(timeout) as scope:
+                async with acquire_task_slots(self.task_run):  # tag concurrency
+                    self.begin_attempt()
+                    if self._pending_hooks:
+                        await self._run_hooks_async()
+                    token = task_run_context.set(self.context())
+                    prints = enable_log_prints(task_run_context.get().log_prints)  # type: ignore[union-attr]
+                    timed_out = False
+                    try:
+                        if timeout is None:
                             value = (
                                 await fn(*self.args, **self.kwargs)
                                 if is_async
                                 else fn(*self.args, **self.kwargs)
                             )
-                        timed_out = scope.cancelled_caught
-                except Exception as exc:
-                    failure: State[Any] | None = self.raised(exc)
-                else:
-                    failure = self.timed_out() if timed_out else self.succeeded(value)
-                finally:
-                    reset_log_prints(prints)
-                    task_run_context.reset(token)
+                        else:
+                            with anyio.move_on_after(timeout) as scope:
+                                value = (
+                                    await fn(*self.args, **self.kwargs)
+                                    if is_async
+                                    else fn(*self.args, **self.kwargs)
+                                )
+                            timed_out = scope.cancelled_caught
+                    except Exception as exc:
+                        failure: State[Any] | None = self.raised(exc)
+                    else:
+                        failure = self.timed_out() if timed_out else self.succeeded(value)
+                    finally:
+                        reset_log_prints(prints)
+                        task_run_context.reset(token)
                 delay = None
                 if failure is not None:
                     delay = self.settle(failure, await self.retry_condition_async(failure))
@@ -364,16 +390,23 @@ class TaskRunEngine:
                 self.crashed(exc)
                 with anyio.CancelScope(shield=True):
                     await self._run_hooks_async()
+            if self.txn is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.txn.exit_async()  # rolls back
             raise
         return await self._finish_async()
 
     def _finish_sync(self) -> State[Any]:
+        if self.txn is not None:
+            self.txn.exit_sync()  # commit (or hand over to the parent), or roll back
         self._run_hooks_sync()
         if self.watch is not None:
             self.watch.close()
         return self.task_run.state  # type: ignore[return-value]
 
     async def _finish_async(self) -> State[Any]:
+        if self.txn is not None:
+            await self.txn.exit_async()
         if self._pending_hooks:
             await self._run_hooks_async()
         if self.watch is not None:

@@ -6,6 +6,7 @@ parameter schema) is computed here, once, at decoration time.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from headwater.engine.parameters import ParameterSchema
 from headwater.engine.retries import RetryDelay, resolve_retry_delays
 from headwater.engine.states import State, StateType
 from headwater.engine.task_engine import TaskRunEngine
+from headwater.engine.task_transaction import NOT_SET, resolve_options
 from headwater.exceptions import (
     FutureBlockedLoopError,
     MappingLengthMismatch,
@@ -59,6 +61,17 @@ class Task(Generic[P, R]):
         on_completion: Iterable[TaskHook] | None = None,
         on_failure: Iterable[TaskHook] | None = None,
         on_running: Iterable[TaskHook] | None = None,
+        cache_policy: Any = NOT_SET,
+        cache_key_fn: Callable[..., str | None] | None = None,
+        cache_expiration: datetime.timedelta | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        result_storage_key: str | None = None,
+        cache_result_in_memory: bool = True,
+        refresh_cache: bool | None = None,
+        on_commit: Iterable[TaskHook] | None = None,
+        on_rollback: Iterable[TaskHook] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
@@ -88,6 +101,31 @@ class Task(Generic[P, R]):
         self.on_completion_hooks = list(on_completion or ())
         self.on_failure_hooks = list(on_failure or ())
         self.on_running_hooks = list(on_running or ())
+        self.on_commit_hooks = list(on_commit or ())
+        self.on_rollback_hooks = list(on_rollback or ())
+        self.has_transaction_hooks = bool(self.on_commit_hooks or self.on_rollback_hooks)
+        # the options as given (with_options starts from them), then Prefect's rules applied
+        self._result_args: dict[str, Any] = {
+            "cache_policy": cache_policy,
+            "cache_key_fn": cache_key_fn,
+            "cache_expiration": cache_expiration,
+            "persist_result": persist_result,
+            "result_storage": result_storage,
+            "result_serializer": result_serializer,
+            "result_storage_key": result_storage_key,
+            "cache_result_in_memory": cache_result_in_memory,
+            "refresh_cache": refresh_cache,
+        }
+        self.result_options = resolve_options(owner, **self._result_args)
+        self.persist_result: bool | None = self.result_options.persist_result
+        self.cache_policy = self.result_options.cache_policy
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.result_storage_key = result_storage_key
+        self.cache_result_in_memory = cache_result_in_memory
+        self.refresh_cache = refresh_cache
         self.parameters = ParameterSchema(fn, owner)
         module = getattr(fn, "__module__", "") or ""
         qualname = getattr(fn, "__qualname__", self.name)
@@ -123,6 +161,18 @@ class Task(Generic[P, R]):
         self.on_running_hooks.append(fn)
         return fn
 
+    def on_commit(self, fn: TaskHook) -> TaskHook:
+        """Decorator form: ``@my_task.on_commit``; ``fn(txn)`` runs when the run commits."""
+        self.on_commit_hooks.append(fn)
+        self.has_transaction_hooks = True
+        return fn
+
+    def on_rollback(self, fn: TaskHook) -> TaskHook:
+        """Decorator form: ``@my_task.on_rollback``; ``fn(txn)`` undoes the run's effects."""
+        self.on_rollback_hooks.append(fn)
+        self.has_transaction_hooks = True
+        return fn
+
     def render_run_name(self, parameters: dict[str, Any]) -> str:
         assert self.task_run_name is not None
         return render_run_name(self.task_run_name, parameters, f"task {self.name!r}")
@@ -145,6 +195,9 @@ class Task(Generic[P, R]):
             "on_completion": self.on_completion_hooks,
             "on_failure": self.on_failure_hooks,
             "on_running": self.on_running_hooks,
+            "on_commit": self.on_commit_hooks,
+            "on_rollback": self.on_rollback_hooks,
+            **self._result_args,
         }
         unknown = set(changes) - set(options)
         if unknown:
@@ -346,6 +399,17 @@ def task(
     on_completion: Iterable[TaskHook] | None = None,
     on_failure: Iterable[TaskHook] | None = None,
     on_running: Iterable[TaskHook] | None = None,
+    cache_policy: Any = ...,
+    cache_key_fn: Callable[..., str | None] | None = None,
+    cache_expiration: datetime.timedelta | None = None,
+    persist_result: bool | None = None,
+    result_storage: Any = None,
+    result_serializer: Any = None,
+    result_storage_key: str | None = None,
+    cache_result_in_memory: bool = True,
+    refresh_cache: bool | None = None,
+    on_commit: Iterable[TaskHook] | None = None,
+    on_rollback: Iterable[TaskHook] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -366,6 +430,20 @@ def task(fn: Any = None, /, **options: Any) -> Any:
         log_prints: send ``print()`` to the run logger.
         task_run_name: a format string over the parameters, or a callable.
         on_completion, on_failure, on_running: hooks ``(task, task_run, state)``.
+        cache_policy: how the cache key is computed (``headwater.cache_policies``); Prefect's
+            DEFAULT (inputs + source + flow run id) applies only when the result is persisted.
+        cache_key_fn: ``(TaskRunContext, parameters) -> str | None``; replaces cache_policy.
+        cache_expiration: a timedelta after which a cached result no longer counts.
+        persist_result: write the result to result storage; None inherits (the flow's, or
+            ``HEADWATER_RESULTS_PERSIST_BY_DEFAULT``), and any caching option turns it on.
+        result_storage: a directory, an fsspec URL (``s3://bucket/prefix``) or a
+            LocalFileSystem/RemoteFileSystem; default inherited from the flow.
+        result_serializer: ``"pickle"`` (cloudpickle), ``"json"``, or a Serializer.
+        result_storage_key: a template over ``headwater.runtime`` and ``parameters``, e.g.
+            ``"report-{parameters[day]}"``; it is the cache key.
+        cache_result_in_memory: keep the value on the state (False: load it on demand).
+        refresh_cache: recompute and overwrite the cached value.
+        on_commit, on_rollback: transaction hooks ``(txn)``.
     """
     if fn is None:
         return lambda inner: Task(inner, **options)

@@ -7,8 +7,11 @@ It never holds the run's result, so a buffered record cannot keep a large result
 Consumers get the event in one of two forms, both built off the per-task path:
 ``event_json()`` (what persistence stores and the wire carries) and ``to_event()`` (the
 same JSON decoded into an :class:`Event`). There is one serialisation, so the two agree by
-construction. The parts of the JSON that do not change within a run (related resources,
-the run summary) are encoded once per run and spliced in as raw JSON.
+construction. The parts of the JSON that do not change within a run (resource labels,
+related resources, the run summary) are encoded once per run; the rest is spliced into them
+as JSON literals made by msgspec (ids, timestamps, strings), which is several times cheaper
+than building dicts and encoding them. The output is byte for byte what msgspec gives for
+the same :class:`Event` (``tests/engine/test_transitions.py`` checks it).
 """
 
 from __future__ import annotations
@@ -41,6 +44,26 @@ StateSnapshot = tuple[uuid.UUID, StateType, str, "str | None", datetime.datetime
 
 _encode = msgspec.json.Encoder().encode
 _decode_event = msgspec.json.Decoder(Event, dec_hook=events_decoder_hook).decode
+
+# JSON literals of the values that recur in every event: state types, and state names
+# (a small set in practice; the cache is bounded in case a program invents many).
+_TYPE_LITERALS = {state_type: f'"{state_type.value}"' for state_type in StateType}
+_NAME_LITERALS: dict[str, str] = {}
+_NAME_CACHE_LIMIT = 1024
+
+
+def _literal(text: str) -> str:
+    """``text`` as a JSON string literal, exactly as msgspec writes it."""
+    return _encode(text).decode()
+
+
+def _name_literal(name: str) -> str:
+    literal = _NAME_LITERALS.get(name)
+    if literal is None:
+        literal = _literal(name)
+        if len(_NAME_LITERALS) < _NAME_CACHE_LIMIT:
+            _NAME_LITERALS[name] = literal
+    return literal
 
 
 def _jsonable_fallback(value: Any) -> Any:
@@ -80,6 +103,7 @@ class RunIdentity:
         "_id_text",
         "_related",
         "_summary",
+        "_fragments",
         "_last_state",
     )
 
@@ -114,9 +138,12 @@ class RunIdentity:
         # built on first use, on the consumer side: none of this is per-task-path work
         self._resource_id: str | None = None
         self._id_text: str | None = None
-        self._related: tuple[list[tuple[str, str]], msgspec.Raw] | None = None
-        self._summary: tuple[int, msgspec.Raw] | None = None
-        self._last_state: tuple[uuid.UUID, dict[str, Any]] | None = None
+        self._related: _Related | None = None
+        self._summary: str | None = None
+        self._fragments: tuple[str, str, str] | None = None
+        # the JSON of the state most recently encoded: the next event's initial state (one
+        # tuple, replaced whole, so a consumer on another thread never sees half of it)
+        self._last_state: tuple[uuid.UUID, str] | None = None
 
     @property
     def resource_id(self) -> str:
@@ -129,7 +156,7 @@ class RunIdentity:
     def id_text(self) -> str:
         text = self._id_text
         if text is None:
-            text = self._id_text = str(self.id)
+            text = self._id_text = _encode(self.id).decode()[1:-1]  # str(id), faster
         return text
 
     def related_resources(self) -> list[dict[str, str]]:
@@ -170,14 +197,39 @@ class RunIdentity:
             related.append({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"})
         return related
 
-    def related_index(self) -> tuple[list[tuple[str, str]], msgspec.Raw]:
-        """``(id, role)`` pairs for indexing, and the related list as raw JSON."""
-        cached = self._related
-        if cached is None:
-            related = self.related_resources()
-            pairs = [(item[RESOURCE_ID], item[RESOURCE_ROLE]) for item in related]
-            cached = self._related = (pairs, msgspec.Raw(_encode(related)))
-        return cached
+    def related_index(self) -> tuple[list[tuple[str, str]], str]:
+        """``(id, role)`` pairs for indexing, and the related list as JSON text."""
+        related = self._related_parts()
+        return related.pairs, related.json
+
+    def related_index_json(self) -> str:
+        """The ``(id, role)`` pairs of :meth:`related_index` as a JSON array of arrays."""
+        return self._related_parts().pairs_json
+
+    def _related_parts(self) -> _Related:
+        related = self._related
+        if related is None:
+            if self.kind == "task-run":
+                # The task runs of one task in one flow run all relate to the same
+                # resources: work that out once, not once per task run.
+                key = (
+                    self.flow_run_id,
+                    self.flow_run_name,
+                    self.flow_name,
+                    self.task_key,
+                    self.task_name,
+                    self.tags,
+                    self.parent_flow_run_id,
+                )
+                related = _SHARED.get(key)
+                if related is None:
+                    if len(_SHARED) >= _SHARED_LIMIT:
+                        _SHARED.clear()
+                    related = _SHARED[key] = _Related(self)
+            else:
+                related = _Related(self)
+            self._related = related
+        return related
 
     def summary(self) -> dict[str, Any]:
         """The ``flow_run`` / ``task_run`` part of the payload (without ``run_count``)."""
@@ -202,20 +254,56 @@ class RunIdentity:
             "tags": sorted(self.tags),
         }
 
-    def summary_json(self, run_count: int) -> msgspec.Raw:
-        cached = self._summary
-        if cached is None or cached[0] != run_count:
-            summary = self.summary()
-            summary["run_count"] = run_count
-            cached = self._summary = (run_count, msgspec.Raw(_encode(summary)))
-        return cached[1]
+    def summary_json(self, run_count: int) -> str:
+        """The summary with ``run_count`` (its last key), as JSON text."""
+        head = self._summary
+        if head is None:
+            if self.kind == "task-run":
+                # id and name first, then what the run shares with its siblings
+                tail = self._related_parts().summary_tail
+                head = f'{{"id":"{self.id_text}","name":{_literal(self.name)},{tail}'
+            else:
+                # everything up to run_count's value: '{"id":...,"hostname":...,"run_count":'
+                head = _encode(self.summary()).decode()[:-1] + ',"run_count":'
+            self._summary = head
+        return f"{head}{run_count}}}"
 
-    def state_json(self, snapshot: StateSnapshot) -> dict[str, Any]:
-        """A state as the payload shows it; the previous event's copy is reused."""
-        cached = self._last_state
-        if cached is not None and cached[0] == snapshot[0]:
-            return cached[1]
-        return _snapshot_json(snapshot)
+    def fragments(self) -> tuple[str, str, str]:
+        """The constant pieces of the run's event JSON, as text: the resource's labels
+        before ``headwater.run-count``'s value, the labels after the state labels, and
+        the related resources."""
+        fragments = self._fragments
+        if fragments is None:
+            orchestration = ',"headwater.orchestration":"client"' if self.kind == "task-run" else ""
+            fragments = self._fragments = (
+                f'{{"{RESOURCE_ID}":{_literal(self.resource_id)},'
+                f'"{RESOURCE_NAME}":{_literal(self.name)},"headwater.run-count":"',
+                orchestration,
+                self._related_parts().json,
+            )
+        return fragments
+
+
+class _Related:
+    """A run's related resources, worked out once: as JSON, as index pairs (and as JSON),
+    and for a task run the part of its summary its siblings share."""
+
+    __slots__ = ("json", "pairs", "pairs_json", "summary_tail")
+
+    def __init__(self, identity: RunIdentity) -> None:
+        related = identity.related_resources()
+        self.json = _encode(related).decode()
+        self.pairs = [(item[RESOURCE_ID], item[RESOURCE_ROLE]) for item in related]
+        self.pairs_json = _encode(self.pairs).decode()
+        self.summary_tail = ""
+        if identity.kind == "task-run":
+            shared = identity.summary()
+            del shared["id"], shared["name"]
+            self.summary_tail = _encode(shared).decode()[1:-1] + ',"run_count":'
+
+
+_SHARED: dict[tuple[Any, ...], _Related] = {}
+_SHARED_LIMIT = 1024
 
 
 def _snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
@@ -229,22 +317,26 @@ def _snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
     }
 
 
-class _WireEvent(msgspec.Struct):
-    """An Event's JSON layout, with the per-run parts as pre-encoded raw JSON."""
-
-    occurred: datetime.datetime
-    event: str
-    resource: dict[str, str]
-    related: msgspec.Raw
-    payload: dict[str, Any]
-    id: uuid.UUID
-    follows: uuid.UUID | None
-
-
 class TransitionRecord:
-    """A state change as the bus carries it (see the module docstring)."""
+    """A state change as the bus carries it (see the module docstring).
 
-    __slots__ = ("identity", "run_count", "previous", "current", "_json", "_event", "_validated")
+    After :meth:`event_json`, the ``*_literal`` attributes hold JSON literals it was made
+    of, for consumers that store the event's fields alongside it: the event id, the
+    state's timestamp as msgspec writes it (``occurred``), the event name and ``follows``.
+    """
+
+    __slots__ = (
+        "identity",
+        "run_count",
+        "previous",
+        "current",
+        "id_literal",
+        "stamp_literal",
+        "name_literal",
+        "follows_literal",
+        "_json",
+        "_event",
+    )
 
     def __init__(
         self,
@@ -257,9 +349,9 @@ class TransitionRecord:
         self.run_count = run_count
         self.previous = previous
         self.current = current
+        self.id_literal = self.stamp_literal = self.name_literal = self.follows_literal = ""
         self._json: bytes | None = None
         self._event: Event | None = None
-        self._validated: dict[str, Any] | None = None
 
     @property
     def resource_id(self) -> str:
@@ -267,9 +359,9 @@ class TransitionRecord:
 
     @property
     def previous_state_json(self) -> dict[str, Any] | None:
-        """The previous state as ``initial_state`` shows it (after ``event_json()``)."""
+        """The previous state as ``initial_state`` shows it."""
         previous = self.previous
-        return None if previous is None else self.identity.state_json(previous)
+        return None if previous is None else _snapshot_json(previous)
 
     @property
     def state_id(self) -> uuid.UUID:
@@ -285,13 +377,7 @@ class TransitionRecord:
 
     def state_json(self) -> dict[str, Any]:
         """The new state as the payload's ``validated_state`` shows it."""
-        validated = self._validated
-        if validated is None:
-            identity = self.identity
-            current = self.current
-            validated = self._validated = identity.state_json(current)
-            identity._last_state = (current[0], validated)
-        return validated
+        return _snapshot_json(self.current)
 
     def event_json(self) -> bytes:
         """The event as JSON: what ``msgspec.json.encode(self.to_event())`` gives."""
@@ -307,39 +393,66 @@ class TransitionRecord:
         return event
 
     def _encode(self) -> bytes:
+        # The layout of Event's JSON (field order occurred, event, resource, related,
+        # payload, id, follows), with the labels and payload keys Prefect's events carry.
         identity = self.identity
-        previous = self.previous
-        initial = self.previous_state_json
-        validated = self.state_json()
-        resource = {
-            RESOURCE_ID: identity.resource_id,
-            RESOURCE_NAME: identity.name,
-            "headwater.run-count": str(self.run_count),
-            "headwater.state-message": validated["message"],
-            "headwater.state-name": validated["name"],
-            "headwater.state-timestamp": validated["timestamp"],
-            "headwater.state-type": validated["type"],
-        }
         kind = identity.kind
-        if kind == "task-run":
-            resource["headwater.orchestration"] = "client"
-        payload = {
-            "intended": {
-                "from": None if previous is None else previous[1].value,
-                "to": validated["type"],
-            },
-            "initial_state": initial,
-            "validated_state": validated,
-            "task_run" if kind == "task-run" else "flow_run": identity.summary_json(self.run_count),
-        }
-        return _encode(
-            _WireEvent(
-                occurred=self.current[4],
-                event=f"headwater.{kind}.{validated['name']}",
-                resource=resource,
-                related=identity.related_index()[1],
-                payload=payload,
-                id=self.current[0],
-                follows=None if previous is None else previous[0],
-            )
+        state_id, state_type, name, message, timestamp = self.current
+        state_literal = _encode(state_id).decode()
+        stamp = _encode(timestamp).decode()
+        iso = _iso_literal(stamp, timestamp)
+        type_literal = _TYPE_LITERALS[state_type]
+        name_literal = _name_literal(name)
+        message_literal = _literal(message[:MESSAGE_LIMIT]) if message else '""'
+        validated = (
+            f'{{"id":{state_literal},"type":{type_literal},"name":{name_literal},'
+            f'"message":{message_literal},"timestamp":{iso}}}'
         )
+        previous = self.previous
+        if previous is None:
+            initial = follows = intended_from = "null"
+        else:
+            last = identity._last_state
+            if last is not None and last[0] == previous[0]:
+                initial = last[1]
+            else:
+                initial = _snapshot_literal(previous)
+            follows = _encode(previous[0]).decode()
+            intended_from = _TYPE_LITERALS[previous[1]]
+        identity._last_state = (state_id, validated)
+        event_literal = f'"headwater.{kind}.{name_literal[1:]}'
+        resource_head, resource_tail, related = identity.fragments()
+        summary_key = "task_run" if kind == "task-run" else "flow_run"
+        self.id_literal = state_literal
+        self.stamp_literal = stamp
+        self.name_literal = event_literal
+        self.follows_literal = follows
+        return (
+            f'{{"occurred":{stamp},"event":{event_literal},"resource":{resource_head}'
+            f'{self.run_count}","headwater.state-message":{message_literal},'
+            f'"headwater.state-name":{name_literal},"headwater.state-timestamp":{iso},'
+            f'"headwater.state-type":{type_literal}{resource_tail}}},"related":{related},'
+            f'"payload":{{"intended":{{"from":{intended_from},"to":{type_literal}}},'
+            f'"initial_state":{initial},"validated_state":{validated},'
+            f'"{summary_key}":{identity.summary_json(self.run_count)}}},'
+            f'"id":{state_literal},"follows":{follows}}}'
+        ).encode()
+
+
+def _iso_literal(stamp: str, timestamp: datetime.datetime) -> str:
+    """``timestamp.isoformat()`` as a JSON literal, from msgspec's literal of it."""
+    # msgspec writes a zero UTC offset as "Z" where isoformat() writes "+00:00"; otherwise
+    # (another offset, or none) the two agree, except for offsets with seconds.
+    if stamp[-2] == "Z":
+        return f'{stamp[:-2]}+00:00"'
+    return f'"{timestamp.isoformat()}"'
+
+
+def _snapshot_literal(snapshot: StateSnapshot) -> str:
+    state_id, state_type, name, message, timestamp = snapshot
+    message_literal = _literal(message[:MESSAGE_LIMIT]) if message else '""'
+    return (
+        f'{{"id":{_encode(state_id).decode()},"type":{_TYPE_LITERALS[state_type]},'
+        f'"name":{_name_literal(name)},"message":{message_literal},'
+        f'"timestamp":{_iso_literal(_encode(timestamp).decode(), timestamp)}}}'
+    )

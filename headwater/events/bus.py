@@ -265,6 +265,20 @@ class EventBus:
         """True when ``publish`` has anyone to deliver to (subscription, consumer or watch)."""
         return self._has_subscribers
 
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions and consumers are attached now (watches not counted)."""
+        return len(self._buffers)
+
+    def saturated(self) -> bool:
+        """True when a lossless subscriber's buffer is full, so ``publish`` would wait now.
+
+        For publishers that must not block their thread (the server's ingest socket shares its
+        event loop with every observer): they yield until this is False, then publish. Advisory
+        only: another thread may fill the buffer between the check and the publish.
+        """
+        return any(len(buffer.items) >= buffer.maxsize for buffer in self._lossless)
+
     def publish(self, item: EventSource) -> None:
         """Hand ``item`` to every subscriber and every watch of its resource.
 

@@ -22,7 +22,10 @@ from headwater.exceptions import DatabaseCorruptError, SchemaVersionError
 from headwater.storage.schema import APPLICATION_ID, MIGRATIONS, Migration
 from headwater.storage.sqlite import translate_error
 
-__all__ = ["migrate", "schema_version"]
+__all__ = ["PAGE_SIZE", "migrate", "schema_version"]
+
+PAGE_SIZE = 32768
+"""Page size of a new database file, in bytes (an existing file keeps its own)."""
 
 _FOREIGN = "the file is a SQLite database of another application, not a headwater database"
 
@@ -69,6 +72,10 @@ async def migrate(
         # journal_mode cannot change inside a transaction, and needs no lock when it is
         # already WAL; this is also the first statement that reads the file, so a file
         # that is not a database fails here.
+        # Only a new, empty file takes the page size (before anything is written to it):
+        # rows of whole events are large, and 32 KiB pages make the writer's B-tree and
+        # WAL work per event about a third cheaper than the default 4 KiB.
+        await connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         await connection.execute("PRAGMA journal_mode = WAL")
         found = await schema_version(connection)
         if found >= goal:

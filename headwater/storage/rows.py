@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from headwater.engine.transitions import MESSAGE_LIMIT, RunIdentity, TransitionRecord
+from headwater.engine.transitions import MESSAGE_LIMIT, TransitionRecord
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event, EventSource
 
 __all__ = [
@@ -136,9 +136,13 @@ class BatchRows:
         received: when the writer took the batch (formatted); stamps ``events.received``
             and the heartbeat of the flow runs the batch mentions.
         events: one JSON array per event: ``[id, occurred, event, resource_id, follows,
-            offset, length, [[related_id, role], ...]]``, where ``offset`` and ``length``
-            locate the event's JSON in :attr:`data`.
+            offset, length, [[related_id, role], ...]]``, where ``offset - base`` and
+            ``length`` locate the event's JSON in :attr:`data`.
         data: the events' JSON, in order.
+        base: the offset of the first event's JSON. Offsets are positions in the stream of
+            all the JSON a writer stores, so that rows built separately can be joined
+            into one batch (:meth:`extend`) without renumbering.
+        offset: the offset of the next event's JSON.
         flows: flow name → ``flows`` row.
         flow_runs: flow run id → ``flow_runs`` row (a list, the batch's latest state).
         task_runs: task run id → ``task_runs`` row (likewise).
@@ -146,6 +150,7 @@ class BatchRows:
     """
 
     __slots__ = (
+        "base",
         "data",
         "events",
         "flow_runs",
@@ -154,20 +159,17 @@ class BatchRows:
         "offset",
         "received",
         "task_runs",
-        "_identities",
     )
 
-    def __init__(self, received: str) -> None:
+    def __init__(self, received: str, offset: int = 1) -> None:
         self.received = received
         self.events: list[str] = []
         self.data: list[bytes] = []
-        self.offset = 1  # SQLite's substr() counts from 1
+        self.base = self.offset = offset
         self.flows: dict[str, tuple[str, str, str]] = {}
         self.flow_runs: dict[str, list[Any]] = {}
         self.task_runs: dict[str, list[Any]] = {}
         self.heartbeats: set[str] = set()
-        # per run: its resource id and related (id, role) pairs as JSON, made once a batch
-        self._identities: dict[RunIdentity, tuple[str, str]] = {}
 
     def __len__(self) -> int:
         return len(self.events)
@@ -192,10 +194,25 @@ class BatchRows:
         self.data.append(data)
         self.offset += size
 
-    def parameters(self) -> tuple[str, str, bytes, str, str, str, str]:
+    def extend(self, later: BatchRows) -> None:
+        """Add the rows of ``later``, built from the events that came right after these."""
+        if later.base != self.offset:
+            raise ValueError(f"rows from offset {later.base} do not follow {self.offset}")
+        self.events += later.events
+        self.data += later.data
+        self.offset = later.offset
+        for name, flow in later.flows.items():
+            self.flows.setdefault(name, flow)
+        _merge_runs(self.flow_runs, later.flow_runs)
+        _merge_runs(self.task_runs, later.task_runs)
+        self.heartbeats |= later.heartbeats
+        self.heartbeats.difference_update(self.flow_runs)
+
+    def parameters(self) -> tuple[str, int, str, bytes, str, str, str, str]:
         """The values of :data:`headwater.storage.batch.BATCH_COLUMNS`, in order."""
         return (
             self.received,
+            self.base,
             f"[{','.join(self.events)}]",
             b"".join(self.data),
             _encode(list(self.flows.values())).decode(),
@@ -221,12 +238,17 @@ TASK_RUN_COLUMNS = (
 
 
 def _fold_state(
-    row: list[Any], state: tuple[str, str, str, str | None, str], run_count: int
+    row: list[Any],
+    state_id: str,
+    state_type: str,
+    state_name: str,
+    message: str | None,
+    timestamp: str,
+    run_count: int,
 ) -> None:
     # The same rule as the upsert: a state older than the row's (by timestamp, then by the
     # time-ordered id) does not replace it, so a batch holding a re-delivered event in any
     # position folds to the same row.
-    state_id, state_type, state_name, message, timestamp = state
     current = row[_STATE_TIMESTAMP]
     if current is None or (timestamp, state_id) >= (current, row[_STATE_ID]):
         row[_STATE_ID] = state_id
@@ -240,6 +262,29 @@ def _fold_state(
         row[_START] = timestamp
     if timestamp < row[-1]:
         row[-1] = timestamp  # created: the earliest state seen
+
+
+def _merge_runs(rows: dict[str, list[Any]], later: dict[str, list[Any]]) -> None:
+    for run_id, row in later.items():
+        current = rows.get(run_id)
+        if current is None:
+            rows[run_id] = row
+            continue
+        # the later row's latest state, then what it kept of the states before it
+        _fold_state(
+            current,
+            row[_STATE_ID],
+            row[_STATE_TYPE],
+            row[_STATE_NAME],
+            row[_STATE_MESSAGE],
+            row[_STATE_TIMESTAMP],
+            row[_RUN_COUNT],
+        )
+        start = row[_START]
+        if start is not None and (current[_START] is None or start < current[_START]):
+            current[_START] = start
+        if row[-1] < current[-1]:
+            current[-1] = row[-1]
 
 
 def _related_name(event: Event, role: str) -> str | None:
@@ -292,7 +337,8 @@ def _add_flow_run(
         rows.flow_runs[run_id] = row
         if flow_name and flow_name not in rows.flows:
             rows.flows[flow_name] = (flow_id(flow_name), flow_name, now)
-    _fold_state(row, state, run_count)
+    state_id, state_type, name, message, occurred = state
+    _fold_state(row, state_id, state_type, name, message, occurred, run_count)
     rows.heartbeats.discard(run_id)
 
 
@@ -323,7 +369,8 @@ def _add_task_run(rows: BatchRows, event: Event, run_id: str, state: tuple[Any, 
         rows.task_runs[run_id] = row
         if flow_run_id is not None and str(flow_run_id) not in rows.flow_runs:
             rows.heartbeats.add(str(flow_run_id))
-    _fold_state(row, state, run_count)
+    state_id, state_type, name, message, occurred = state
+    _fold_state(row, state_id, state_type, name, message, occurred, run_count)
 
 
 def state_of(
@@ -347,14 +394,17 @@ def state_of(
     )
 
 
-def build_rows(items: Iterable[Event | EventSource], now: datetime.datetime) -> BatchRows:
+def build_rows(
+    items: Iterable[Event | EventSource], now: datetime.datetime, offset: int = 1
+) -> BatchRows:
     """Turn a batch of events, in publication order, into the rows to write.
 
     Args:
         items: events, or compact records that materialise with ``to_event()``.
         now: the writer's clock; stamps ``received`` and run heartbeats.
+        offset: where the events' JSON starts (see :attr:`BatchRows.base`).
     """
-    rows = BatchRows(format_timestamp(now))
+    rows = BatchRows(format_timestamp(now), offset)
     for item in items:
         if type(item) is TransitionRecord:
             _add_transition(rows, item)
@@ -410,40 +460,50 @@ def _add_transition(rows: BatchRows, record: TransitionRecord) -> None:
     """
     identity = record.identity
     data = record.event_json()
-    literals = record.literals
-    assert literals is not None  # set by event_json()
-    id_literal, stamp, name_literal, follows = literals
     current = record.current
-    occurred = _occurred(stamp, current[4])
-    cached = rows._identities.get(identity)
-    if cached is None:
-        cached = rows._identities[identity] = (
-            _encode(identity.resource_id).decode(),
-            _encode(identity.related_index()[0]).decode(),
-        )
+    occurred = _occurred(record.stamp_literal, current[4])
+    id_literal = record.id_literal
     size = len(data)
     rows.events.append(
-        f'[{id_literal},"{occurred}",{name_literal},{cached[0]},{follows},'
-        f"{rows.offset},{size},{cached[1]}]"
+        f'[{id_literal},"{occurred}",{record.name_literal},"{identity.resource_id}",'
+        f"{record.follows_literal},{rows.offset},{size},{identity.related_index_json()}]"
     )
     rows.data.append(data)
     rows.offset += size
     run_id = identity.id_text
     message = current[3]
-    state = (
-        id_literal[1:-1],
-        current[1].value,
-        current[2],
-        message[:MESSAGE_LIMIT] if message else "",
-        occurred,
-    )
     run_count = record.run_count
-    if identity.kind == "flow-run":
+    if identity.kind == "task-run":
+        row = rows.task_runs.get(run_id)
+        if row is None:
+            flow_run_id = identity.flow_run_id
+            flow_run_text = None if flow_run_id is None else str(flow_run_id)
+            row = rows.task_runs[run_id] = [
+                run_id,
+                identity.name,
+                identity.task_key,
+                identity.task_name,
+                flow_run_text,
+                None,
+                None,
+                None,
+                None,
+                None,  # state columns, set by _fold_state
+                run_count,
+                None,
+                None,
+                _encode(sorted(identity.tags)).decode(),
+                identity.flow_name,
+                occurred,
+            ]
+            if flow_run_text is not None and flow_run_text not in rows.flow_runs:
+                rows.heartbeats.add(flow_run_text)
+    else:
         row = rows.flow_runs.get(run_id)
         if row is None:
             summary = identity.summary()
             flow_name = identity.flow_name or ""
-            row = [
+            row = rows.flow_runs[run_id] = [
                 run_id,
                 identity.name,
                 flow_name,
@@ -464,35 +524,15 @@ def _add_transition(rows: BatchRows, record: TransitionRecord) -> None:
                 rows.received,
                 occurred,
             ]
-            rows.flow_runs[run_id] = row
             if flow_name and flow_name not in rows.flows:
                 rows.flows[flow_name] = (flow_id(flow_name), flow_name, rows.received)
-        _fold_state(row, state, run_count)
         rows.heartbeats.discard(run_id)
-        return
-    row = rows.task_runs.get(run_id)
-    if row is None:
-        flow_run_id = identity.flow_run_id
-        flow_run_text = None if flow_run_id is None else str(flow_run_id)
-        row = [
-            run_id,
-            identity.name,
-            identity.task_key,
-            identity.task_name,
-            flow_run_text,
-            None,
-            None,
-            None,
-            None,
-            None,  # state columns, set by _fold_state
-            run_count,
-            None,
-            None,
-            _encode(sorted(identity.tags)).decode(),
-            identity.flow_name,
-            occurred,
-        ]
-        rows.task_runs[run_id] = row
-        if flow_run_text is not None and flow_run_text not in rows.flow_runs:
-            rows.heartbeats.add(flow_run_text)
-    _fold_state(row, state, run_count)
+    _fold_state(
+        row,
+        id_literal[1:-1],
+        current[1]._value_,
+        current[2],
+        message[:MESSAGE_LIMIT] if message else "",
+        occurred,
+        run_count,
+    )

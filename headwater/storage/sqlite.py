@@ -30,6 +30,7 @@ from headwater.settings import Settings
 
 __all__ = [
     "connect",
+    "connection_pragmas",
     "database_path",
     "is_busy",
     "translate_error",
@@ -125,6 +126,16 @@ def translate_error(exc: BaseException, path: Path | str) -> StorageError:
     return DatabaseUnavailableError(where, f"{type(exc).__name__}: {message}")
 
 
+def connection_pragmas(busy_timeout: float) -> list[str]:
+    """How every headwater connection is set up (see the module docstring)."""
+    return [
+        f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA temp_store = MEMORY",
+        "PRAGMA cache_size = -16000",
+    ]
+
+
 async def connect(
     path: Path, *, busy_timeout: float, query_only: bool = False
 ) -> aiosqlite.Connection:
@@ -152,10 +163,8 @@ async def connect(
     except sqlite3.Error as exc:
         raise translate_error(exc, path) from exc
     try:
-        await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        await connection.execute("PRAGMA synchronous = NORMAL")
-        await connection.execute("PRAGMA temp_store = MEMORY")
-        await connection.execute("PRAGMA cache_size = -16000")
+        for pragma in connection_pragmas(busy_timeout):
+            await connection.execute(pragma)
         if query_only:
             await connection.execute("PRAGMA query_only = 1")
     except BaseException as exc:

@@ -29,12 +29,11 @@ from typing import Any
 
 import aiosqlite
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from headwater.events.bus import Subscription
 from headwater.events.schema import Event, EventSource
 from headwater.exceptions import StorageError
-from headwater.storage.batch import INSERT_BATCH, write_rows
+from headwater.storage.batch import INSERT_BATCH, BatchThread, write_rows
 from headwater.storage.database import Database
 from headwater.storage.rows import BatchRows, LogRecord, build_rows, log_row
 
@@ -47,6 +46,10 @@ _INSERT_LOGS = (
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
+# Events taken from the bus at a time: small enough that a compact record is turned into
+# rows while it is young (before the garbage collector moves it to an older generation,
+# whose collections then have more to scan), large enough to make taking cheap.
+_CHUNK = 256
 _LOG_WAIT_POLL = 0.25  # a thread waiting for log buffer room re-checks the writer this often
 _LOG_WAIT_LIMIT = 10.0  # ...and gives up (dropping the record, counted) after this long
 
@@ -82,7 +85,7 @@ class PersistenceWriter:
         self,
         database: Database,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 10_000,
         batch_latency: float = 0.1,
         max_log_length: int = 100_000,
         log_buffer_size: int = 10_000,
@@ -128,30 +131,42 @@ class PersistenceWriter:
     async def run(self, subscription: Subscription) -> None:
         """Consume ``subscription`` until it is closed or detached, then drain the log buffer.
 
-        Two stages overlap: while one batch commits (SQLite works without the GIL), the next
-        is taken from the bus and turned into rows. Batches commit in order and each is
-        acknowledged after its own commit. A batch that cannot be written is acknowledged
-        too (and counted in :attr:`lost_events`) so that publishers never wait forever on a
-        broken disk: the failure is logged once, with the file and the cause.
+        Events are taken from the bus as they come (a few hundred at a time, or whatever
+        arrived within ``batch_latency``) and turned into rows at once, so the bus holds
+        compact records only briefly; a :class:`~headwater.storage.batch.BatchThread`
+        commits all the rows built so far each time it is free (SQLite working without the
+        GIL while the next rows are built). At most ``batch_size`` events wait for it:
+        beyond that the writer stops taking from the bus, whose bound then makes the
+        publishers wait. Batches commit in order and each is acknowledged after its own
+        commit. A batch that cannot be written is acknowledged too (and counted in
+        :attr:`lost_events`) so that publishers never wait forever on a broken disk: the
+        failure is logged once, with the file and the cause.
         """
         self._bind_logs()
-        send, receive = anyio.create_memory_object_stream[tuple[int, BatchRows]](1)
         async with anyio.create_task_group() as group:
             group.start_soon(self._run_logs)
             try:
-                async with anyio.create_task_group() as pipeline:
-                    pipeline.start_soon(self._commit_batches, receive, subscription)
-                    async with send:
-                        while True:
-                            batch = await subscription.get_batch(
-                                max_items=self.batch_size, max_latency=self.batch_latency
-                            )
-                            if not batch:
-                                break
-                            # a lossless subscription never yields gap notices: every item
-                            # is an Event or a compact record
-                            rows = build_rows(batch, self.clock())
-                            await send.send((len(batch), rows))
+                batches = await BatchThread.open(
+                    self.database.path,
+                    self.database.busy_timeout,
+                    partial(self._committed, subscription),
+                )
+                try:
+                    limit = self.batch_size
+                    while True:
+                        await batches.wait_for_room(limit)
+                        taken = await subscription.get_batch(
+                            max_items=min(_CHUNK, limit - batches.pending),
+                            max_latency=self.batch_latency,
+                        )
+                        if not taken:
+                            break
+                        # a lossless subscription never yields gap notices: every item
+                        # is an Event or a compact record
+                        batches.add(taken, self.clock())  # type: ignore[arg-type]
+                        del taken  # the records are rows now; let them go
+                finally:
+                    await batches.aclose()
             finally:
                 self._stopping = True
                 if self._logs_pause is not None:
@@ -159,18 +174,16 @@ class PersistenceWriter:
                 if self._logs_ready is not None:
                     self._logs_ready.set()
 
-    async def _commit_batches(
-        self, receive: MemoryObjectReceiveStream[tuple[int, BatchRows]], subscription: Subscription
+    def _committed(
+        self, subscription: Subscription, delivered: int, events: int, error: StorageError | None
     ) -> None:
-        async with receive:
-            async for delivered, rows in receive:
-                try:
-                    await self._commit(rows)
-                except StorageError as exc:
-                    self._failed(exc, events=len(rows.events))
-                else:
-                    self._recovered()
-                subscription.ack(delivered)
+        if error is None:
+            self.committed_events += events
+            self._recovered()
+        else:
+            self._failed(error, events=events)
+        if not subscription.closed:
+            subscription.ack(delivered)
 
     def _failed(self, exc: StorageError, *, events: int = 0, logs: int = 0) -> None:
         if self.error is None:

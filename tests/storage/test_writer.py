@@ -13,6 +13,7 @@ import pytest
 from storage_helpers import T0, plain_event, run_events, state_event
 
 from headwater.events.bus import EventBus
+from headwater.storage import batch
 from headwater.storage.database import Database
 from headwater.storage.queries import read_flow_run, read_flow_runs, read_task_run, read_task_runs
 from headwater.storage.rows import RunLog, truncate_message
@@ -253,12 +254,18 @@ async def test_bus_flush_returns_after_the_commit(db: Database) -> None:
 
 @pytest.mark.anyio
 async def test_a_batch_that_cannot_be_written_is_acked_counted_and_reported_once(
-    db: Database, caplog: pytest.LogCaptureFixture
+    db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bus = EventBus()
     subscription = bus.subscribe(lossless=True, name="persistence")
     writer = PersistenceWriter(db, batch_latency=0.01)
-    await db._writer.execute("PRAGMA max_page_count = 1")
+    # The writer's batch connection believes the file cannot grow: every batch fails.
+    pragmas = batch.connection_pragmas
+    monkeypatch.setattr(
+        batch,
+        "connection_pragmas",
+        lambda timeout: [*pragmas(timeout), "PRAGMA max_page_count = 1"],
+    )
     many = [e for _ in range(20) for e in run_events("flow-run", uuid.uuid4())]
 
     def engine() -> bool:
