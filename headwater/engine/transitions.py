@@ -35,6 +35,7 @@ from headwater.events.schema import (
 
 __all__ = ["RunIdentity", "StateSnapshot", "TransitionRecord", "jsonable"]
 
+_UTC = datetime.timezone.utc
 _PID = os.getpid()
 _HOSTNAME = socket.gethostname()
 MESSAGE_LIMIT = 100_000
@@ -441,9 +442,10 @@ class TransitionRecord:
 
 def _iso_literal(stamp: str, timestamp: datetime.datetime) -> str:
     """``timestamp.isoformat()`` as a JSON literal, from msgspec's literal of it."""
-    # msgspec writes a zero UTC offset as "Z" where isoformat() writes "+00:00"; otherwise
-    # (another offset, or none) the two agree, except for offsets with seconds.
-    if stamp[-2] == "Z":
+    # For UTC (what the engine's states use) msgspec writes "Z" where isoformat() writes
+    # "+00:00", and the rest is the same; other zones are left to isoformat() (msgspec
+    # drops the seconds of an offset, for one).
+    if timestamp.tzinfo is _UTC:
         return f'{stamp[:-2]}+00:00"'
     return f'"{timestamp.isoformat()}"'
 

@@ -19,20 +19,20 @@ file, other processes (and other versions) are unaffected, and :func:`install` r
 them on every writer connection. Alone, the statement is its own transaction (taking the
 write lock when it starts, like ``BEGIN IMMEDIATE``); inside a transaction it is part of it.
 
-:class:`BatchThread` runs these statements for the persistence writer on a thread and
-connection of its own, taking the next batch the moment one is done: SQLite never sits
-idle while the writer's event loop (or the GIL) is busy elsewhere, and the thread needs
-the GIL about once per batch.
+:class:`BatchThread` runs these statements for the persistence writer, on a thread and
+connection of its own, with the next batch always ready to bind when one is done: SQLite
+does not wait for the writer's event loop (nor for the GIL, beyond binding) between two
+batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,18 +163,24 @@ _LONGEST_RETRY_DELAY = 0.1
 
 # what the thread reports after each batch: (items delivered, events, error or None)
 Committed = Callable[[int, int, "StorageError | None"], None]
+# a batch ready for the thread: (statement parameters, or why there are none; bus items;
+# events)
+_Sealed = tuple["Sequence[Any] | Exception", int, int]
 
 
 class BatchThread:
     """A thread with its own connection that commits the rows the event loop builds.
 
     The loop turns the events it takes from the bus into rows with :meth:`add`, a few
-    hundred at a time; whenever the thread is free it takes all the rows added so far,
-    joins them (:meth:`BatchRows.extend`) and stores them with one statement, then reports
-    to ``committed`` on the loop. So a batch is whatever piled up while the previous one was
-    written: the thread never waits for the loop between two batches, and a slower disk
-    simply makes the batches bigger. Loop and thread share only a deque of built rows
-    (appends and pops are atomic), never a lock held while building.
+    hundred at a time. Rows wait in two places: one *sealed* batch, its parameters ready to
+    bind, and the rows built since it was sealed. When the thread finishes a batch it takes
+    the sealed one and starts on it at once; the loop, at its next :meth:`add`, seals
+    everything built meanwhile. So a batch is what piled up while the previous one was
+    written: SQLite never waits for the loop between two batches, a slower disk simply
+    makes the batches bigger, and the Python work of joining rows and encoding parameters
+    stays on the loop rather than on the thread, which needs the GIL only to bind a batch
+    and to report it. (When no rows come to trigger a seal, the thread seals the rows left
+    itself.)
 
     Args:
         path: the database file (already migrated).
@@ -189,17 +195,25 @@ class BatchThread:
         self.busy_timeout = busy_timeout
         self._committed = committed
         self._loop = asyncio.get_running_loop()
-        self._built: deque[tuple[BatchRows, int]] = deque()  # rows, bus items behind them
-        self._offset = 1  # where the next rows' JSON starts (loop side)
-        self._added = 0  # events added (written by the loop only)
-        self._taken = 0  # events taken (written by the thread only)
-        self._wake = threading.Condition()
+        self._offset = 1  # where the next rows' JSON starts (loop side only)
+        # guarded by _lock: rows built and not sealed, and the sealed batch
+        self._lock = threading.Condition(threading.Lock())
+        self._built: list[tuple[BatchRows, int]] = []  # rows, bus items behind them
+        self._waiting = 0  # events in _built
+        self._sealed: _Sealed | None = None
         self._idle = False
         self._closing = False
         self._room = asyncio.Event()
         self._waiting_for_room = False
         self._connection: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._serve, name="headwater-batches", daemon=True)
+        self._loop_thread = threading.get_ident()
+        self._reports: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._reporter = threading.Thread(
+            target=self._report, name="headwater-batch-reports", daemon=True
+        )
 
     @classmethod
     async def open(cls, path: Path, busy_timeout: float, committed: Committed) -> BatchThread:
@@ -210,6 +224,7 @@ class BatchThread:
         """
         batches = cls(path, busy_timeout, committed)
         batches._connection = await anyio.to_thread.run_sync(batches._connect)
+        batches._reporter.start()
         batches._thread.start()
         return batches
 
@@ -235,86 +250,128 @@ class BatchThread:
 
     @property
     def pending(self) -> int:
-        """Events added and not yet taken by the thread."""
-        return self._added - self._taken
+        """Events built and not yet sealed into a batch."""
+        return self._waiting
 
     def add(self, items: Sequence[Event | EventSource], now: datetime.datetime) -> None:
         """Turn ``items`` (delivered by the bus, in order) into rows for the next batch."""
         rows = build_rows(items, now, self._offset)
         self._offset = rows.offset
-        self._added += len(rows)
-        self._built.append((rows, len(items)))
-        if self._idle:
-            with self._wake:
-                self._wake.notify()
+        with self._lock:
+            self._built.append((rows, len(items)))
+            self._waiting += len(rows)
+            if self._sealed is None:
+                # the thread took the last sealed batch (or has none): this one is next
+                self._seal()
+                if self._idle:
+                    self._lock.notify()
+
+    def _seal(self) -> None:
+        # (with _lock held)
+        built = self._built
+        if not built:
+            return
+        rows, delivered = built[0]
+        for later, items in built[1:]:
+            rows.extend(later)
+            delivered += items
+        self._built = []
+        self._waiting = 0
+        parameters: Sequence[Any] | Exception
+        try:
+            parameters = rows.parameters()
+        except Exception as exc:  # written off as a failed batch, reported in order
+            parameters = exc
+        self._sealed = (parameters, delivered, len(rows))
+        if self._waiting_for_room:
+            # (a wake-up costs a system call, during which the GIL goes elsewhere)
+            self._call(self._room.set)
 
     async def wait_for_room(self, limit: int) -> None:
-        """Return once fewer than ``limit`` events wait for the thread."""
-        while self.pending >= limit and self._thread.is_alive():
+        """Return once fewer than ``limit`` built events wait to be sealed."""
+        while self._waiting >= limit and self._thread.is_alive():
+            with self._lock:
+                if self._sealed is None:
+                    self._seal()
+                    continue
             self._room.clear()
             self._waiting_for_room = True
             try:
-                if self.pending >= limit:
+                # woken when the thread takes the sealed batch (or seals these rows itself)
+                if self._waiting >= limit and self._sealed is not None:
                     await self._room.wait()
             finally:
                 self._waiting_for_room = False
 
     async def aclose(self) -> None:
         """Commit what was added, then stop the thread and close the connection."""
-        with self._wake:
+        with self._lock:
             self._closing = True
-            self._wake.notify()
-        if self._thread.is_alive():
-            with anyio.CancelScope(shield=True):
+            self._lock.notify()
+        with anyio.CancelScope(shield=True):
+            if self._thread.is_alive():
                 await anyio.to_thread.run_sync(self._thread.join)
-        elif self._connection is not None:
-            self._connection.close()
-            self._connection = None
+            elif self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            if self._reporter.is_alive():
+                self._reports.put(None)  # after every report of the thread
+                await anyio.to_thread.run_sync(self._reporter.join)
 
-    def _take(self) -> tuple[BatchRows, int] | None:
-        built = self._built
-        if not built:
-            with self._wake:
-                self._idle = True
-                # checked again under the lock: add() notifies only an idle thread
-                while not built and not self._closing:
-                    self._wake.wait()
-                self._idle = False
-                if not built:
+    def _take(self) -> _Sealed | None:
+        with self._lock:
+            if self._sealed is None:
+                self._seal()  # rows nobody sealed: no add() came after them
+            while self._sealed is None:
+                if self._closing:
                     return None
-        rows, delivered = built.popleft()
-        while built:
-            later, items = built.popleft()
-            rows.extend(later)
-            delivered += items
-        self._taken += len(rows)
+                self._idle = True
+                self._lock.wait()
+                self._idle = False
+                if self._sealed is None:
+                    self._seal()
+            sealed, self._sealed = self._sealed, None
         if self._waiting_for_room:
-            # (a wake-up costs a system call, during which the GIL goes elsewhere)
-            self._call(self._room.set)
-        return rows, delivered
+            self._call(self._room.set)  # the loop may seal what it built meanwhile
+        return sealed
 
     def _call(self, callback: Callable[..., Any], *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
+        if threading.get_ident() == self._loop_thread:
+            callback(*args)
+        else:
+            # Waking the loop is a system call, during which the GIL would go elsewhere
+            # and the thread then wait for it again: another thread does that.
+            self._reports.put((callback, args))
+
+    def _report(self) -> None:
+        while True:
+            item = self._reports.get()
+            if item is None:
+                return
+            callback, args = item
+            try:
+                self._loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more
 
     def _serve(self) -> None:
         connection = self._connection
         assert connection is not None
         try:
             while True:
-                taken = self._take()
-                if taken is None:
+                sealed = self._take()
+                if sealed is None:
                     return
-                rows, delivered = taken
+                parameters, delivered, events = sealed
                 error: StorageError | None = None
                 try:
-                    self._write(connection, rows.parameters())
+                    if isinstance(parameters, Exception):
+                        raise parameters
+                    self._write(connection, parameters)
                 except Exception as exc:  # reported to the loop, never lost with the thread
                     error = translate_error(exc, self.path)
                     error.__cause__ = exc
-                self._call(self._committed, delivered, len(rows), error)
+                self._call(self._committed, delivered, events, error)
         finally:
             connection.close()
             self._connection = None

@@ -1,10 +1,13 @@
 """An open headwater database: one writer connection, one reader connection.
 
-SQLite allows one writer at a time per file, so each process keeps a single writer
-connection and funnels every write through :meth:`Database.write`: one short
-``BEGIN IMMEDIATE`` transaction at a time, retried with backoff while another process holds
-the lock (on top of SQLite's own busy timeout). Readers use their own connection, so
-a slow query never delays the writer (WAL mode lets both proceed at once).
+SQLite allows one writer at a time per file, so a :class:`Database` keeps a single writer
+connection and funnels its writes through :meth:`Database.write`: one short
+``BEGIN IMMEDIATE`` transaction at a time, retried with backoff while another connection
+holds the lock (on top of SQLite's own busy timeout). Readers use their own connection, so
+a slow query never delays the writer (WAL mode lets both proceed at once). The persistence
+writer commits its event batches on a connection of its own
+(:class:`~headwater.storage.batch.BatchThread`), which takes turns with this one through
+SQLite's lock, as the writers of other processes do.
 
 A :class:`Database` belongs to the event loop that opened it; the persistence service opens
 one on headwater's service loop, and a CLI or a test opens its own.

@@ -52,6 +52,7 @@ FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 _UTC = datetime.timezone.utc
 _FLOW_NAMESPACE = uuid.UUID("6f1a9c8e-3b52-5d4e-9a07-1c2b3d4e5f60")
 _encode = msgspec.json.Encoder().encode
+_decode_datetime = msgspec.json.Decoder(datetime.datetime).decode
 
 
 def format_timestamp(moment: datetime.datetime) -> str:
@@ -443,12 +444,13 @@ def build_rows(
 def _occurred(stamp: str, moment: datetime.datetime) -> str:
     """The ``occurred`` column's text, from msgspec's JSON literal of the same time."""
     # msgspec writes UTC as '"2024-05-01T12:00:00.000001Z"', and leaves out a zero fraction
-    if stamp[-2] == "Z":
+    if moment.tzinfo is _UTC:
         if len(stamp) == 29:
             return f"{stamp[1:-2]}+00:00"
         if len(stamp) == 22:
             return f"{stamp[1:-2]}.000000+00:00"
-    return format_timestamp(moment)
+    # Another zone: the time the event's JSON says (msgspec drops an offset's seconds).
+    return format_timestamp(_decode_datetime(stamp))
 
 
 def _add_transition(rows: BatchRows, record: TransitionRecord) -> None:

@@ -1,18 +1,23 @@
 """The persistence writer: the one task per process that turns bus events and run logs into rows.
 
-It reads a lossless bus subscription in batches (at most ``batch_size`` events, and no
-event waits more than ``batch_latency`` seconds for its batch to start), writes each batch
-in one transaction with ``executemany``, and acknowledges the batch to the bus only after
-``COMMIT`` returns. So ``bus.flush()`` returning means "committed", which is how a flow
-run's terminal state is durable before the flow call returns.
+It takes events from a lossless bus subscription as they come (a few hundred at a time, or
+whatever arrived within ``batch_latency`` seconds), turns them into rows at once, and hands
+the rows to a :class:`~headwater.storage.batch.BatchThread`, which commits everything built
+so far each time it is free, with one statement per batch. Each batch is acknowledged to the
+bus only after its commit, so ``bus.flush()`` returning means "committed", which is how a
+flow run's terminal state is durable before the flow call returns.
 
 Loss window on a hard kill (SIGKILL, power loss aside): events published less than
-``batch_latency`` seconds (default 0.1 s, ``HEADWATER_DATABASE_BATCH_LATENCY``) plus one
-commit time before the kill may be lost; anything older is committed. Interpreter exit
-and SIGTERM flush everything first (see :mod:`headwater.storage.persistence`).
+``batch_latency`` seconds (default 0.1 s, ``HEADWATER_DATABASE_BATCH_LATENCY``) before the
+kill, plus those of at most two batches: the one being committed and the one waiting for
+it, each at most ``batch_size`` events (default 10,000, ``HEADWATER_DATABASE_BATCH_SIZE``;
+a full batch commits in about 0.1-0.2 s). Batches grow that large only while events arrive
+faster than a commit takes; otherwise each holds what ``batch_latency`` gathered. Anything
+older is committed. Interpreter exit and SIGTERM flush everything first (see
+:mod:`headwater.storage.persistence`).
 
 Run logs arrive from any thread through :meth:`PersistenceWriter.enqueue_log` into a
-bounded buffer and are written by a second loop on the same connection.
+bounded buffer and are written by a second loop, on the database's own writer connection.
 """
 
 from __future__ import annotations
@@ -67,8 +72,10 @@ class PersistenceWriter:
 
     Args:
         database: the open database (owned by the caller).
-        batch_size: most events per transaction.
-        batch_latency: longest wait, in seconds, for a batch to fill (the loss window).
+        batch_size: most events per transaction, and most events built and waiting for
+            their transaction (beyond that the writer stops taking from the bus).
+        batch_latency: longest wait, in seconds, for more events before taking those that
+            came (part of the loss window, see the module docstring).
         max_log_length: log messages longer than this are truncated with a marker.
         log_buffer_size: bound of the run log buffer; a full buffer makes
             :meth:`enqueue_log` wait (backpressure), except on the writer's own thread.

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
+from storage_helpers import T0, run_events
 
 from headwater.exceptions import DatabaseCorruptError, SchemaVersionError
+from headwater.storage import batch
 from headwater.storage.database import open_database
-from headwater.storage.migrations import migrate, schema_version
+from headwater.storage.migrations import PAGE_SIZE, migrate, schema_version
+from headwater.storage.queries import read_flow_run
+from headwater.storage.rows import build_rows
 from headwater.storage.schema import LATEST_VERSION, MIGRATIONS
 from headwater.storage.sqlite import connect
 
@@ -48,6 +53,39 @@ async def test_a_new_file_gets_the_whole_schema_in_wal_mode(db_path: Path) -> No
         "logs",
     } <= _tables(db_path)
     assert "run_states" not in _tables(db_path)
+    assert _pragma(db_path, "page_size") == PAGE_SIZE
+
+
+@pytest.mark.anyio
+async def test_a_version_3_file_loses_run_states_and_keeps_its_history(db_path: Path) -> None:
+    # A file written before state history was read from events: its run_states table goes,
+    # and the history it held is still there, in the events.
+    run_id = uuid.uuid4()
+    events = run_events("flow-run", run_id)
+    connection = await connect(db_path, busy_timeout=5)
+    try:
+        assert await migrate(connection, db_path, target=3) == 3
+        await batch.install(connection)
+        await batch.write_rows(connection, build_rows(events, T0))
+        await connection.execute(
+            "INSERT INTO run_states (run_id, timestamp, id, type, name, message)"
+            " VALUES (?, '2024-05-01T12:00:00.000000+00:00', ?, 'PENDING', 'Pending', '')",
+            (str(run_id), str(events[0].id)),
+        )
+    finally:
+        await connection.close()
+    assert "run_states" in _tables(db_path)
+    page_size = _pragma(db_path, "page_size")
+
+    async with await open_database(db_path) as database:
+        detail = await read_flow_run(database, run_id)
+
+    assert "run_states" not in _tables(db_path)
+    assert _pragma(db_path, "page_size") == page_size  # an existing file keeps its pages
+    assert detail is not None
+    assert [(state.name, state.id) for state in detail.states] == [
+        (event.payload["validated_state"]["name"], event.id) for event in events
+    ]
 
 
 @pytest.mark.anyio

@@ -9,6 +9,7 @@ import pytest
 from storage_helpers import T0, plain_event, run_events
 
 from headwater.storage.database import Database
+from headwater.storage.queries import read_flow_run
 from headwater.storage.retention import prune
 from headwater.storage.rows import RunLog
 from headwater.storage.writer import PersistenceWriter
@@ -92,13 +93,19 @@ async def test_prune_removes_only_what_is_older_in_small_batches(db: Database) -
 
 
 @pytest.mark.anyio
-async def test_a_run_still_changing_state_is_kept(db: Database) -> None:
+async def test_a_run_still_changing_state_is_kept_with_its_history(db: Database) -> None:
     run_id = uuid.uuid4()
     pending, running, completed = run_events("flow-run", run_id, start=T0)
     completed = run_events("flow-run", run_id, start=NOW)[2]
-    await PersistenceWriter(db).write_events([pending, running, completed])
-    result = await prune(db, datetime.timedelta(days=30), now=NOW)
+    old_task = run_events("task-run", uuid.uuid4(), start=T0)
+    await PersistenceWriter(db).write_events([pending, running, completed, *old_task])
+    result = await prune(db, datetime.timedelta(days=30), batch_size=2, now=NOW)
     assert result.flow_runs == 0 and counts(db.path)["flow_runs"] == 1
+    # its old state changes are its state history: they stay; the old task's events go
+    assert result.events == 3 and result.task_runs == 1
+    detail = await read_flow_run(db, run_id)
+    assert detail is not None
+    assert [state.id for state in detail.states] == [pending.id, running.id, completed.id]
 
 
 @pytest.mark.anyio

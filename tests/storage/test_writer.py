@@ -332,3 +332,39 @@ async def test_threads_enqueueing_logs_concurrently_lose_nothing(db: Database) -
 
     assert writer.lost_logs == 0
     assert count(db.path, "logs") == 400
+
+
+@pytest.mark.anyio
+async def test_batches_stay_within_the_batch_size_and_commit_everything_in_order(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = EventBus()
+    subscription = bus.subscribe(lossless=True, name="persistence", materialise=False)
+    writer = PersistenceWriter(db, batch_size=50, batch_latency=0.001)
+    sizes: list[int] = []
+    committed = PersistenceWriter._committed
+
+    def counting(self, subscription, delivered, events, error):  # type: ignore[no-untyped-def]
+        sizes.append(events)
+        committed(self, subscription, delivered, events, error)
+
+    monkeypatch.setattr(PersistenceWriter, "_committed", counting)
+    flow_run_id = uuid.uuid4()
+    events = [
+        e for i in range(100) for e in run_events("task-run", uuid.uuid4(), flow_run_id=flow_run_id)
+    ]
+
+    def engine() -> bool:
+        for event in events:
+            bus.publish(event)
+        return bus.flush(timeout=10)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(writer.run, subscription)
+        with anyio.fail_after(10):
+            assert await anyio.to_thread.run_sync(engine)
+        subscription.close()
+
+    assert sum(sizes) == writer.committed_events == len(events) == count(db.path, "events")
+    assert max(sizes) <= 50 and len(sizes) >= len(events) // 50
+    assert count(db.path, "task_runs") == 100
