@@ -17,10 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import shutil
 import tempfile
 import time
+
+
+def _scratch_home() -> str:
+    """A temporary HEADWATER_HOME, removed when the benchmark exits."""
+    home = tempfile.mkdtemp(prefix="headwater-bench-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
 
 
 def main() -> None:
@@ -29,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--events", choices=["on", "off"], default="on")
     args = parser.parse_args()
-    os.environ.setdefault("HEADWATER_HOME", tempfile.mkdtemp(prefix="headwater-bench-"))
+    os.environ.setdefault("HEADWATER_HOME", _scratch_home())
     os.environ["HEADWATER_LOGGING_TO_CONSOLE"] = "false"
     if args.events == "off":
         os.environ["HEADWATER_EVENTS_ENABLED"] = "false"

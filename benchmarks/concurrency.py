@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,13 +49,20 @@ def best_async(fn: Callable[[], object], n: int, repeat: int) -> float:
     return asyncio.run(run())
 
 
+def _scratch_home() -> str:
+    """A temporary HEADWATER_HOME, removed when the benchmark exits."""
+    home = tempfile.mkdtemp(prefix="headwater-bench-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--events", choices=["on", "off"], default="on")
     args = parser.parse_args()
-    os.environ["HEADWATER_HOME"] = tempfile.mkdtemp(prefix="headwater-bench-")
+    os.environ["HEADWATER_HOME"] = _scratch_home()
     os.environ["HEADWATER_LOGGING_TO_CONSOLE"] = "false"
     if args.events == "off":
         os.environ["HEADWATER_EVENTS_ENABLED"] = "false"

@@ -130,17 +130,19 @@ def _workload(name: str, n: int, repeat: int) -> dict[str, float]:
 
 def _run_subprocess(name: str, n: int, repeat: int, events: str) -> dict[str, float]:
     env = dict(os.environ)
-    env.setdefault("HEADWATER_HOME", tempfile.mkdtemp(prefix="headwater-bench-"))
     env["HEADWATER_LOGGING_TO_CONSOLE"] = "false"
     if events == "off":
         env["HEADWATER_EVENTS_ENABLED"] = "false"
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--n", str(n), "--repeat", str(repeat)],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    # a fresh home per workload, removed afterwards: run histories grow by hundreds of MB
+    with tempfile.TemporaryDirectory(prefix="headwater-bench-") as home:
+        env.setdefault("HEADWATER_HOME", home)
+        output = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--n", str(n), "--repeat", str(repeat)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -11,6 +13,8 @@ import pytest
 # Settings are read once per process: point them at a scratch home before headwater loads.
 _home = tempfile.mkdtemp(prefix="headwater-tests-")
 os.environ["HEADWATER_HOME"] = _home
+# registered first, so it runs last: after persistence has flushed and closed the database
+atexit.register(shutil.rmtree, _home, ignore_errors=True)
 os.environ.setdefault("HEADWATER_LOGGING_TO_CONSOLE", "false")
 
 from support import EventLog  # noqa: E402
