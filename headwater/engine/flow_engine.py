@@ -237,14 +237,17 @@ class FlowRunEngine:
                     prints = enable_log_prints(flow_run_context.get().log_prints)  # type: ignore[union-attr]
                     thread_id = threading.get_ident()
                     self.live.bind_thread(thread_id)
+                    deadline = (
+                        None if flow.timeout_seconds is None else SyncDeadline(flow.timeout_seconds)
+                    )
                     try:
                         try:
                             args, kwargs = self.call_arguments()
                             with runner:
-                                if flow.timeout_seconds is None:
+                                if deadline is None:
                                     value = flow.fn(*args, **kwargs)
                                 else:
-                                    with SyncDeadline(flow.timeout_seconds):
+                                    with deadline:
                                         value = flow.fn(*args, **kwargs)
                         finally:
                             cancelled = self.live.unbind(
@@ -254,6 +257,8 @@ class FlowRunEngine:
                     except CancellationInterrupt:
                         state = self.cancelled()
                     except TimeoutInterrupt:
+                        if deadline is None or not deadline.fired:
+                            raise  # a parent flow's deadline: the parent times out, not us
                         state = self.timed_out()
                     except Exception as exc:
                         state = self.cancelled() if self.live.message else self.raised(exc)

@@ -301,13 +301,16 @@ class TaskRunEngine:
                     token = task_run_context.set(self.context())
                     prints = enable_log_prints(task_run_context.get().log_prints)  # type: ignore[union-attr]
                     failure: State[Any] | None
+                    deadline = None if timeout is None else SyncDeadline(timeout)
                     try:
-                        if timeout is None:
+                        if deadline is None:
                             value = fn(*self.args, **self.kwargs)
                         else:
-                            with SyncDeadline(timeout):
+                            with deadline:
                                 value = fn(*self.args, **self.kwargs)
                     except TimeoutInterrupt:
+                        if deadline is None or not deadline.fired:
+                            raise  # an enclosing flow's deadline, not this task's
                         failure = self.timed_out()
                     except Exception as exc:
                         failure = self.raised(exc)

@@ -260,3 +260,47 @@ def test_nested_deadlines_the_inner_fires_first():
         _busy_until_interrupted()
     assert inner.fired
     assert not outer.fired
+
+
+def test_a_flow_timeout_is_not_mistaken_for_its_tasks_own_timeout() -> None:
+    import time as _time
+
+    from headwater import flow, task
+    from headwater.states import StateType
+
+    attempts: list[int] = []
+
+    @task(timeout_seconds=5, retries=2)
+    def slow() -> None:
+        attempts.append(1)
+        for _ in range(100):
+            _time.sleep(0.01)
+
+    @flow(timeout_seconds=0.2)
+    def bounded() -> None:
+        slow()
+
+    state = bounded(return_state=True)
+    assert state.name == "TimedOut"
+    assert state.type is StateType.FAILED
+    assert "Flow run exceeded timeout of 0.2" in (state.message or "")
+    assert attempts == [1]  # the task did not retry on the flow's deadline
+
+
+def test_a_parent_flow_timeout_is_not_taken_by_a_subflow_with_its_own() -> None:
+    import time as _time
+
+    from headwater import flow
+
+    @flow(timeout_seconds=5)
+    def child() -> None:
+        for _ in range(100):
+            _time.sleep(0.01)
+
+    @flow(timeout_seconds=0.2)
+    def parent() -> None:
+        child()
+
+    state = parent(return_state=True)
+    assert state.name == "TimedOut"
+    assert "Flow run exceeded timeout of 0.2" in (state.message or "")
