@@ -274,7 +274,7 @@ class FlowRunEngine:
             if not (self.flow_run.state and self.flow_run.state.is_final()):
                 self.crashed(exc)
                 self._run_hooks_sync()
-            self._finish_sync()
+            self._finish_sync(raising=False)
             raise
         self._run_hooks_sync()
         self._finish_sync()
@@ -297,7 +297,7 @@ class FlowRunEngine:
                 if not (self.flow_run.state and self.flow_run.state.is_final()):
                     self.crashed(exc)
                     await self._run_hooks_async()
-                await self._finish_async()
+                await self._finish_async(raising=False)
             raise
         await self._run_hooks_async()
         await self._finish_async()
@@ -342,28 +342,32 @@ class FlowRunEngine:
         except Exception as exc:
             return self.raised(exc)
 
-    def _finish_sync(self) -> None:
+    def _finish_sync(self, raising: bool = True) -> None:
         control.unregister(self.flow_run.id)
         if self.watch is not None:
             self.watch.close()
-        bus = get_bus()
-        if not bus.flush(timeout=DURABILITY_TIMEOUT):
-            _logger.warning(
-                "Flow run %r finished but not every event was persisted within %s s",
-                self.flow_run.name,
-                DURABILITY_TIMEOUT,
-            )
+        self._check_durable(get_bus().flush(timeout=DURABILITY_TIMEOUT), raising)
 
-    async def _finish_async(self) -> None:
+    async def _finish_async(self, raising: bool = True) -> None:
         control.unregister(self.flow_run.id)
         if self.watch is not None:
             self.watch.close()
-        if not await get_bus().aflush(timeout=DURABILITY_TIMEOUT):
-            _logger.warning(
-                "Flow run %r finished but not every event was persisted within %s s",
-                self.flow_run.name,
-                DURABILITY_TIMEOUT,
-            )
+        self._check_durable(await get_bus().aflush(timeout=DURABILITY_TIMEOUT), raising)
+
+    def _check_durable(self, durable: bool, raising: bool) -> None:
+        """Rule 5: the terminal state must be committed before the call returns."""
+        if durable:
+            return
+        _logger.warning(
+            "Flow run %r finished but its events were not all persisted (a store failed, "
+            "or did not confirm within %s s)",
+            self.flow_run.name,
+            DURABILITY_TIMEOUT,
+        )
+        if raising:
+            # the start hooks re-check their services: a store that failed to write raises
+            # its error here when persistence is required, instead of at the next run
+            ensure_started()
 
     def _hook_args(self, state: State[Any]) -> tuple[Any, ...]:
         return (self.flow, self.flow_run, state)

@@ -85,10 +85,14 @@ class _Gap:
 class Barrier:
     """A flush marker: released once the consumer has acked everything ahead of it."""
 
-    __slots__ = ("_event", "_futures", "_lock", "position")
+    __slots__ = ("_event", "_futures", "_lock", "failed", "floor", "position")
 
-    def __init__(self) -> None:
+    def __init__(self, floor: int = 0) -> None:
         self.position = 0
+        # items acked before the flush began are not its concern; a failure reported after
+        # ``floor`` and up to this barrier means something ahead of it was not processed
+        self.floor = floor
+        self.failed = False
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._futures: list[asyncio.Future[None]] = []
@@ -141,6 +145,7 @@ class Buffer:
         "flush_requested",
         "items",
         "materialise",
+        "failed_upto",
         "lossless",
         "maxsize",
         "name",
@@ -153,6 +158,8 @@ class Buffer:
         self.items: deque[Any] = deque()
         # False: hand over items as published (persistence reads transition records directly)
         self.materialise = materialise
+        # the ack count as of the last ack that reported items as not processed
+        self.failed_upto = 0
         self.maxsize = maxsize
         self.lossless = lossless
         self.name = name
@@ -329,13 +336,15 @@ class Buffer:
             self.release_barriers()
         return out
 
-    def ack(self, count: int | None = None) -> None:
+    def ack(self, count: int | None = None, *, failed: bool = False) -> None:
         unacked = self.delivered - self.acked
         if count is None:
             count = unacked
         elif not 0 <= count <= unacked:
             raise ValueError(f"cannot ack {count} items; {unacked} delivered and not yet acked")
         self.acked += count
+        if failed and count:
+            self.failed_upto = self.acked
         if self.barriers:
             self.release_barriers()
         if self.acked == self.delivered:
@@ -347,6 +356,7 @@ class Buffer:
                 except IndexError:  # close() swept the buffer meanwhile
                     break
                 if type(item) is Barrier:
+                    item.failed = self.failed_upto > item.floor
                     item.release()
 
     def release_barriers(self) -> None:
@@ -356,7 +366,9 @@ class Buffer:
                 barriers.popleft().release()
             return
         while barriers and barriers[0].position <= self.acked:
-            barriers.popleft().release()
+            barrier = barriers.popleft()
+            barrier.failed = self.failed_upto > barrier.floor
+            barrier.release()
 
     # -- lifecycle -----------------------------------------------------------------------
 

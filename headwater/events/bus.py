@@ -163,13 +163,19 @@ class Subscription:
             if taken or buffer.closed:
                 return taken
 
-    def ack(self, count: int | None = None) -> None:
-        """Mark the ``count`` oldest delivered items (default: all of them) as processed.
+    def ack(self, count: int | None = None, *, failed: bool = False) -> None:
+        """Mark the ``count`` oldest delivered items (default: all of them) as handled.
+
+        Args:
+            count: how many; all delivered and not yet acked items by default.
+            failed: the items could not be processed (e.g. the database refused the write).
+                They are acked all the same, so publishers never wait on a broken consumer,
+                but a ``flush()`` covering them returns False.
 
         Raises:
             ValueError: ``count`` is more than what was delivered and not yet acknowledged.
         """
-        self._buffer.ack(count)
+        self._buffer.ack(count, failed=failed)
 
     def detach(self) -> None:
         """Take no new events but deliver those buffered; then iteration ends (for shutdown).
@@ -368,7 +374,8 @@ class EventBus:
         is skipped (waiting for it would deadlock), and makes the result False.
 
         Returns:
-            True if everything was processed in time; False on timeout or skip.
+            True if everything was processed in time; False on timeout, on skip, or when a
+            consumer reported some of those items as not processed (``ack(failed=True)``).
         """
         buffers = self._lossless
         if not buffers:
@@ -377,7 +384,7 @@ class EventBus:
         deadline = None if timeout is None else time.monotonic() + timeout
         for barrier in barriers:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not barrier.wait(left):
+            if not barrier.wait(left) or barrier.failed:
                 complete = False
         return complete
 
@@ -399,6 +406,8 @@ class EventBus:
             for future in pending:
                 future.cancel()
                 complete = False
+            if any(barrier.failed for barrier in barriers):
+                complete = False
         return complete
 
     def _put_barriers(
@@ -418,7 +427,7 @@ class EventBus:
             if buffer.gone():
                 buffer.close(reason="its consumer's thread or event loop is gone")
                 continue
-            barrier = Barrier()
+            barrier = Barrier(floor=buffer.acked)
             buffer.put_barrier(barrier)
             barriers.append(barrier)
         return barriers, complete

@@ -190,7 +190,9 @@ class PersistenceWriter:
         else:
             self._failed(error, events=events)
         if not subscription.closed:
-            subscription.ack(delivered)
+            # acked either way so publishers never wait on a broken disk; a failed write makes
+            # the flush covering it return False, so the flow call learns of it at once
+            subscription.ack(delivered, failed=error is not None)
 
     def _failed(self, exc: StorageError, *, events: int = 0, logs: int = 0) -> None:
         if self.error is None:

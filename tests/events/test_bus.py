@@ -293,6 +293,29 @@ def test_flush_times_out_on_a_subscriber_that_never_consumes(bus: EventBus) -> N
     idle.close()
 
 
+@pytest.mark.anyio
+async def test_flush_reports_items_a_consumer_acked_as_failed(bus: EventBus) -> None:
+    sub = bus.subscribe(lossless=True, name="store")
+    bus.publish(Record("r", 0))
+    bus.publish(Record("r", 1))
+    results: list[bool] = []
+    flusher = in_thread(lambda: results.append(bus.flush(timeout=5)))
+    batch = await sub.get_batch(max_items=10, max_latency=0.01)
+    assert len(batch) == 2
+    sub.ack(len(batch), failed=True)  # e.g. the database refused the write
+    await anyio.to_thread.run_sync(flusher.join, 5)
+    assert results == [False]
+    # a later flush over items that were processed is clean again
+    bus.publish(Record("r", 2))
+    later: list[bool] = []
+    second = in_thread(lambda: later.append(bus.flush(timeout=5)))
+    batch = await sub.get_batch(max_items=10, max_latency=0.01)
+    sub.ack(len(batch))
+    await anyio.to_thread.run_sync(second.join, 5)
+    assert later == [True]
+    sub.close()
+
+
 def test_an_abandoned_subscription_is_closed_and_never_blocks(bus: EventBus) -> None:
     bus.subscribe(lossless=True, buffer_size=1)  # dropped at once: garbage collected
     publisher = in_thread(lambda: [bus.publish(Record("r", i)) for i in range(5)])
