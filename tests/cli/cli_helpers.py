@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,7 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("HEADWATER_")}
     env.update(HEADWATER_HOME=str(home), HEADWATER_LOGGING_TO_CONSOLE="false", **extra)
     return env
+
+
+Invoke = Callable[..., Result]
+"""The ``invoke`` fixture's type: run the CLI in-process with arguments, get click's Result."""

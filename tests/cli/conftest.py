@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +19,12 @@ HERE = Path(__file__).parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from cli_helpers import History, broken, etl, flush_history  # noqa: E402
+from cli_helpers import History, Invoke, broken, etl, flush_history  # noqa: E402
 
 from headwater import tags  # noqa: E402
 from headwater.cli.app import cli  # noqa: E402
 from headwater.settings import temporary_settings  # noqa: E402
 from headwater.storage import ensure_persistence, get_persistence, stop_persistence  # noqa: E402
-
-Invoke = Callable[..., Result]
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 import pytest
-from cli_helpers import assert_one_line_error
-from conftest import Invoke
+from cli_helpers import Invoke, assert_one_line_error
 
 from headwater.cli.app import cli
 from headwater.settings import temporary_settings

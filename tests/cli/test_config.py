@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli_helpers import json_lines
-from conftest import Invoke
+from cli_helpers import Invoke, json_lines
 
 from headwater.settings import SecretValue, temporary_settings
 

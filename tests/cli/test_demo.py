@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli_helpers import json_lines
-from conftest import Invoke
+from cli_helpers import Invoke, json_lines
 
 
 def test_demo_prints_events_live_then_the_stored_runs(invoke: Invoke, home: Path) -> None:

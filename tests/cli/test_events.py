@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from cli_helpers import History, assert_one_line_error, json_lines
-from conftest import Invoke
+from cli_helpers import History, Invoke, assert_one_line_error, json_lines
 
 
 def names(invoke: Invoke, *args: str) -> list[str]:

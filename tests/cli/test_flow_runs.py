@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cli_helpers import History, assert_one_line_error, json_lines
-from conftest import Invoke
+from cli_helpers import History, Invoke, assert_one_line_error, json_lines
 
 
 def ids_of(invoke: Invoke, *args: str) -> list[str]:

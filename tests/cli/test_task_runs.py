@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cli_helpers import History, assert_one_line_error, json_lines
-from conftest import Invoke
+from cli_helpers import History, Invoke, assert_one_line_error, json_lines
 
 
 def test_ls_of_a_flow_run_lists_its_task_runs_in_start_order(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Invoke
+from cli_helpers import Invoke
 
 
 def test_create_list_delete_a_static_webhook(home: Path, invoke: Invoke) -> None:
