@@ -113,37 +113,15 @@ def _with_states(run: Any, states: list[Any]) -> dict[str, Any]:
 
 async def filter_flow_runs(request: Request) -> JSONResponse:
     body = await decode_body(request, FlowRunFilter)
-    runs = await read_flow_runs(
-        get_state(request).database,
-        state_type=body.state_type,
-        state_name=body.state_name,
-        flow_name=body.flow_name,
-        tags=body.tags,
-        since=body.since,
-        until=body.until,
-        parent_flow_run_id=body.parent_flow_run_id,
-        limit=body.limit,
-        offset=body.offset,
-        order=body.order,
-    )
+    # the filter's fields are the reader's keyword arguments, one for one
+    runs = await read_flow_runs(get_state(request).database, **msgspec.structs.asdict(body))
     return JSONResponse(runs)
 
 
 async def filter_task_runs(request: Request) -> JSONResponse:
     body = await decode_body(request, TaskRunFilter)
-    runs = await read_task_runs(
-        get_state(request).database,
-        flow_run_id=body.flow_run_id,
-        state_type=body.state_type,
-        state_name=body.state_name,
-        flow_name=body.flow_name,
-        tags=body.tags,
-        since=body.since,
-        until=body.until,
-        limit=body.limit,
-        offset=body.offset,
-        order=body.order,
-    )
+    # the filter's fields are the reader's keyword arguments, one for one
+    runs = await read_task_runs(get_state(request).database, **msgspec.structs.asdict(body))
     return JSONResponse(runs)
 
 
@@ -195,14 +173,8 @@ async def task_run_logs(request: Request) -> JSONResponse:
 
 async def filter_logs(request: Request) -> JSONResponse:
     body = await decode_body(request, LogFilter)
-    logs = await read_logs(
-        get_state(request).database,
-        flow_run_id=body.flow_run_id,
-        task_run_id=body.task_run_id,
-        min_level=body.min_level,
-        limit=body.limit,
-        offset=body.offset,
-    )
+    # the filter's fields are the reader's keyword arguments, one for one
+    logs = await read_logs(get_state(request).database, **msgspec.structs.asdict(body))
     return JSONResponse(logs)
 
 

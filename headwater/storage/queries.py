@@ -356,40 +356,46 @@ async def _states(reader: aiosqlite.Connection, resource_id: str) -> list[StateR
     return [states[key] for key in sorted(states)]
 
 
+async def _read_run(
+    database: Database, select: str, prefix: str, log_column: str, run_id: str, log_limit: int
+) -> tuple[Sequence[Any], list[StateRecord], list[LogEntry]] | None:
+    async with database.read() as reader:
+        rows = await _fetch(reader, select + " WHERE id = ?", (run_id,))
+        if not rows:
+            return None
+        states = await _states(reader, prefix + run_id)
+        logs = await _fetch(
+            reader,
+            _LOG_SELECT + f" WHERE {log_column} = ? ORDER BY timestamp, id LIMIT ?",
+            (run_id, log_limit),
+        )
+    return rows[0], states, [_log(row) for row in logs]
+
+
 async def read_flow_run(
     database: Database, flow_run_id: uuid.UUID, *, log_limit: int = 10_000
 ) -> FlowRunDetail | None:
     """One flow run with its state history and its logs (oldest first), or None."""
-    run_id = str(flow_run_id)
-    async with database.read() as reader:
-        rows = await _fetch(reader, _FLOW_RUN_SELECT + " WHERE id = ?", (run_id,))
-        if not rows:
-            return None
-        states = await _states(reader, FLOW_RUN_PREFIX + run_id)
-        logs = await _fetch(
-            reader,
-            _LOG_SELECT + " WHERE flow_run_id = ? ORDER BY timestamp, id LIMIT ?",
-            (run_id, log_limit),
-        )
-    return FlowRunDetail(run=_flow_run(rows[0]), states=states, logs=[_log(row) for row in logs])
+    found = await _read_run(
+        database, _FLOW_RUN_SELECT, FLOW_RUN_PREFIX, "flow_run_id", str(flow_run_id), log_limit
+    )
+    if found is None:
+        return None
+    row, states, logs = found
+    return FlowRunDetail(run=_flow_run(row), states=states, logs=logs)
 
 
 async def read_task_run(
     database: Database, task_run_id: uuid.UUID, *, log_limit: int = 10_000
 ) -> TaskRunDetail | None:
     """One task run with its state history and its logs (oldest first), or None."""
-    run_id = str(task_run_id)
-    async with database.read() as reader:
-        rows = await _fetch(reader, _TASK_RUN_SELECT + " WHERE id = ?", (run_id,))
-        if not rows:
-            return None
-        states = await _states(reader, TASK_RUN_PREFIX + run_id)
-        logs = await _fetch(
-            reader,
-            _LOG_SELECT + " WHERE task_run_id = ? ORDER BY timestamp, id LIMIT ?",
-            (run_id, log_limit),
-        )
-    return TaskRunDetail(run=_task_run(rows[0]), states=states, logs=[_log(row) for row in logs])
+    found = await _read_run(
+        database, _TASK_RUN_SELECT, TASK_RUN_PREFIX, "task_run_id", str(task_run_id), log_limit
+    )
+    if found is None:
+        return None
+    row, states, logs = found
+    return TaskRunDetail(run=_task_run(row), states=states, logs=logs)
 
 
 async def read_logs(
