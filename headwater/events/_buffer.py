@@ -13,18 +13,26 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from headwater.events.schema import Event, EventSource
 
-if TYPE_CHECKING:
-    from headwater.events.bus import EventBus
-
-__all__ = ["Barrier", "Buffer", "Delivered", "GapNotice"]
+__all__ = ["Barrier", "Buffer", "BufferOwner", "Delivered", "GapNotice"]
 
 logger = logging.getLogger("headwater.events")
+
+
+class BufferOwner(Protocol):
+    """What a buffer asks of the bus that feeds it (the bus sits above this module)."""
+
+    def _consumes_lossless(self, thread: threading.Thread) -> bool: ...
+
+    def _remove(self, buffer: Buffer) -> None: ...
+
+    def _prune_later(self) -> None: ...
+
 
 _BLOCK_POLL = 0.25  # a waiting publisher re-checks this often that its consumer still exists
 _BLOCK_WARN = 10.0  # ...and says so in the log this often
@@ -153,7 +161,7 @@ class Buffer:
     )  # fmt: skip
 
     def __init__(
-        self, bus: EventBus, lossless: bool, maxsize: int, name: str, materialise: bool = True
+        self, bus: BufferOwner, lossless: bool, maxsize: int, name: str, materialise: bool = True
     ) -> None:
         self.items: deque[Any] = deque()
         # False: hand over items as published (persistence reads transition records directly)

@@ -24,22 +24,24 @@ only when it is actually waiting.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
+import logging
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from headwater.events._buffer import Barrier, Buffer, Delivered, GapNotice
+from headwater.events._buffer import Barrier, Buffer, GapNotice
+from headwater.events.consumer import Consumer
 from headwater.events.schema import EventSource
+from headwater.events.service import get_service_loop
+from headwater.events.subscription import Subscription
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from headwater.events.service import Consumer
 
 __all__ = [
     "EventBus",
@@ -51,160 +53,9 @@ __all__ = [
 ]
 
 DEFAULT_BUFFER_SIZE = 1024
+EXIT_FLUSH_TIMEOUT = 10.0
 
-
-class Subscription:
-    """A subscriber's handle: an async iterator of events and a batch API, on any event loop.
-
-    Iterating (``async for``) yields :class:`Event` objects, and :class:`GapNotice` objects for
-    a lossy subscription. Asking for the next item acknowledges the previous one; for a lossless
-    subscription an item counts as processed (for :meth:`EventBus.flush`) only once acknowledged.
-    :meth:`get_batch` delivers several items at once and leaves acknowledging to :meth:`ack`,
-    so a database writer acks after its transaction commits.
-
-    Consume from the loop (and thread) that subscribed or the one that first consumes: a
-    blocked publisher treats the subscription as dead once that thread ends or that loop closes.
-    Use ``async with`` (or :meth:`close`) so that delivery stops when you stop reading; a
-    subscription that is garbage collected is closed too.
-    """
-
-    __slots__ = ("__weakref__", "_buffer", "_finalizer")
-
-    def __init__(self, buffer: Buffer) -> None:
-        self._buffer = buffer
-        # Closing from a finalizer must not take the bus lock: the GC may run while it is held.
-        self._finalizer = weakref.finalize(self, buffer.close, prune=False)
-        self._finalizer.atexit = False  # at exit the service flushes first; do not close before
-
-    @property
-    def name(self) -> str:
-        return self._buffer.name
-
-    @property
-    def lossless(self) -> bool:
-        return self._buffer.lossless
-
-    @property
-    def buffer_size(self) -> int:
-        return self._buffer.maxsize
-
-    @property
-    def closed(self) -> bool:
-        return self._buffer.closed
-
-    @property
-    def pending(self) -> int:
-        """Items buffered and not yet delivered."""
-        return len(self._buffer.items)
-
-    @property
-    def dropped(self) -> int:
-        """Items a lossy subscription has dropped so far (always 0 for a lossless one)."""
-        return self._buffer.dropped
-
-    def _bind(self) -> Buffer:
-        buffer = self._buffer
-        task = asyncio.current_task()
-        if buffer.consumer_task is not task or task is None:
-            buffer.bind(task)
-        return buffer
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Delivered:
-        buffer = self._bind()
-        buffer.ack()
-        while not buffer.closed:
-            if buffer.items:
-                taken = buffer.take(1)
-                if taken:
-                    return taken[0]
-                continue  # only a flush marker or an unreadable item was there
-            if buffer.detached:
-                break
-            await buffer.wait(1)
-        raise StopAsyncIteration
-
-    async def get_batch(self, max_items: int = 1000, max_latency: float = 0.05) -> list[Delivered]:
-        """Wait for at least one item, then gather more for up to ``max_latency`` seconds.
-
-        Returns as soon as ``max_items`` items are ready (or the buffer is full, or a flush is
-        waiting), otherwise ``max_latency`` seconds after the first item. Returned items are
-        not acknowledged: call :meth:`ack` once they are safely processed. Cancelling the call
-        loses nothing, since items leave the buffer only when it returns.
-
-        Returns:
-            The items, oldest first; an empty list once the subscription is closed.
-        """
-        if max_items < 1:
-            raise ValueError(f"max_items must be at least 1, got {max_items}")
-        buffer = self._bind()
-        loop = asyncio.get_running_loop()
-        while True:
-            while not buffer.items:
-                if buffer.closed or buffer.detached:
-                    return []
-                await buffer.wait(1)
-            if buffer.closed:
-                return []
-            target = min(max_items, buffer.maxsize)
-            if max_latency > 0 and len(buffer.items) < target:
-                deadline = loop.time() + max_latency
-                while not (
-                    len(buffer.items) >= target
-                    or buffer.flush_requested
-                    or buffer.closed
-                    or buffer.detached
-                    or loop.time() >= deadline
-                ):
-                    await buffer.wait(target, deadline)
-            taken = buffer.take(max_items)
-            if taken or buffer.closed:
-                return taken
-
-    def ack(self, count: int | None = None, *, failed: bool = False) -> None:
-        """Mark the ``count`` oldest delivered items (default: all of them) as handled.
-
-        Args:
-            count: how many; all delivered and not yet acked items by default.
-            failed: the items could not be processed (e.g. the database refused the write).
-                They are acked all the same, so publishers never wait on a broken consumer,
-                but a ``flush()`` covering them returns False.
-
-        Raises:
-            ValueError: ``count`` is more than what was delivered and not yet acknowledged.
-        """
-        self._buffer.ack(count, failed=failed)
-
-    def detach(self) -> None:
-        """Take no new events but deliver those buffered; then iteration ends (for shutdown).
-
-        Once drained, ``async for`` stops and :meth:`get_batch` returns ``[]``, so a consumer
-        loop ends after handling everything published before the call.
-        """
-        self._buffer.detach()
-
-    def close(self) -> None:
-        """Stop delivery: later events are not buffered and buffered ones are discarded."""
-        self._finalizer.detach()
-        self._buffer.ack()
-        self._buffer.close()
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        kind = "lossless" if self.lossless else "lossy"
-        return f"<Subscription {self.name!r} {kind} pending={self.pending}/{self.buffer_size}>"
+logger = logging.getLogger("headwater.events")
 
 
 class ResourceWatch:
@@ -350,12 +201,14 @@ class EventBus:
         Returns:
             A handle whose ``close()`` detaches the consumer.
         """
-        from headwater.events.service import get_service_loop
-
         name = name or getattr(callback, "__qualname__", None) or repr(callback)
-        return get_service_loop().add_consumer(
-            self, callback, lossless=lossless, buffer_size=buffer_size, name=name
-        )
+        service = get_service_loop()
+        service.start()
+        # The consumer's thread is known now: publishers on it must never wait for it.
+        buffer = self._add(lossless, buffer_size, name, service.thread)
+        consumer = Consumer(Subscription(buffer), callback, name)
+        service.host(consumer.run, stop=consumer.subscription.detach, name=f"consumer {name}")
+        return consumer
 
     def watch(self, resource_id: str) -> ResourceWatch:
         """Collect, synchronously, every item published for ``resource_id`` until closed."""
@@ -517,6 +370,22 @@ def _create_bus() -> EventBus:
         return _bus
 
 
+def _flush_at_exit() -> None:
+    # Registered after the service loop's handler (this module imports it), so it runs
+    # first: lossless consumers catch up before the loop hosting them stops.
+    bus = _bus
+    if bus is None or not bus.has_subscribers:
+        return
+    try:
+        if not bus.flush(timeout=EXIT_FLUSH_TIMEOUT):
+            logger.warning(
+                "exiting before every lossless event consumer caught up (waited %.0f s)",
+                EXIT_FLUSH_TIMEOUT,
+            )
+    except Exception:
+        logger.exception("flushing the event bus at exit failed")
+
+
 def _reset_after_fork() -> None:
     # The parent's subscribers and their consumer threads do not exist in the child.
     global _bus, _bus_lock
@@ -524,5 +393,6 @@ def _reset_after_fork() -> None:
     _bus_lock = threading.Lock()
 
 
+atexit.register(_flush_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)

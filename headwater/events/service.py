@@ -4,9 +4,10 @@ Persistence, the reactor, notifications and the feed must run whether the user's
 or async and whatever loop it owns (DESIGN.md, "Execution model"). They live in one anyio task
 group on one loop in a daemon thread named ``headwater-services``, started on first need.
 
-At interpreter exit an ``atexit`` handler flushes the bus's lossless subscribers, lets the
-callback consumers drain their buffers, cancels the rest and joins the thread, all within
-:data:`EXIT_TIMEOUT` seconds. The thread is a daemon on purpose: Python joins non-daemon threads
+The loop knows nothing of the bus: it hosts tasks. At interpreter exit an ``atexit`` handler
+asks hosted tasks (bus consumers) to drain, cancels the rest and joins the thread, within
+:data:`EXIT_TIMEOUT` seconds; the bus's own exit handler, registered later, runs first and
+flushes its lossless subscribers. The thread is a daemon on purpose: Python joins non-daemon threads
 *before* running ``atexit`` handlers, so a non-daemon service thread would never be told to stop.
 A forked child starts with a fresh, not yet started service loop.
 """
@@ -16,23 +17,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import inspect
 import logging
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
-from headwater.events import bus as _bus_module
-
-if TYPE_CHECKING:
-    from headwater.events.bus import EventBus, Subscription
-
-__all__ = ["ServiceLoop", "Consumer", "get_service_loop", "EXIT_TIMEOUT"]
+__all__ = ["ServiceLoop", "get_service_loop", "EXIT_TIMEOUT"]
 
 logger = logging.getLogger("headwater.events")
 
@@ -42,66 +36,9 @@ EXIT_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-class Consumer:
-    """A callback consumer hosted on the service loop (see :meth:`EventBus.add_consumer`).
-
-    It handles one item at a time, in order; an item of a lossless consumer counts as processed
-    once the callback has returned (or raised: the error is logged and the item is not retried).
-    """
-
-    def __init__(
-        self, subscription: Subscription, callback: Callable[[Any], Any], name: str
-    ) -> None:
-        self._subscription = subscription
-        self._callback = callback
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def subscription(self) -> Subscription:
-        return self._subscription
-
-    @property
-    def closed(self) -> bool:
-        return self._subscription.closed
-
-    def close(self) -> None:
-        """Stop delivering to the callback; events still buffered are discarded."""
-        self._subscription.close()
-
-    async def _run(self) -> None:
-        callback = self._callback
-        try:
-            async for item in self._subscription:
-                try:
-                    result = callback(item)
-                    if inspect.isawaitable(result):
-                        await result
-                except asyncio.CancelledError:
-                    raise
-                except BaseException:
-                    # Nothing a callback does may reach the publisher or stop the consumer.
-                    logger.exception(
-                        "event consumer %r raised while handling %s", self._name, _describe(item)
-                    )
-        finally:
-            self._subscription.close()
-
-    def __repr__(self) -> str:
-        return f"<Consumer {self._name!r} closed={self.closed}>"
-
-
 def _cancel_first(scopes: list[anyio.CancelScope]) -> None:
     if scopes:
         scopes[0].cancel()
-
-
-def _describe(item: Any) -> str:
-    event = getattr(item, "event", None)
-    return f"event {event!r} ({getattr(item, 'id', '?')})" if event else repr(item)
 
 
 class ServiceLoop:
@@ -121,7 +58,8 @@ class ServiceLoop:
         self._stopping = False
         self._shut_down = False
         self._drain_timeout = 0.0
-        self._consumers: set[Consumer] = set()
+        # hosted task name -> how to ask it to finish; drained at stop before cancelling
+        self._hosted: dict[object, Callable[[], None]] = {}
         self._drained: anyio.Event | None = None
 
     @property
@@ -229,38 +167,34 @@ class ServiceLoop:
                 self.call_soon(_cancel_first, scopes)
             raise TimeoutError(f"coroutine did not finish within {timeout} s") from None
 
-    def add_consumer(
-        self,
-        bus: EventBus,
-        callback: Callable[[Any], Any],
-        *,
-        lossless: bool,
-        buffer_size: int,
-        name: str,
-    ) -> Consumer:
-        """Subscribe ``callback`` to ``bus`` and host it here; see :meth:`EventBus.add_consumer`."""
-        self.start()
-        # The consumer's thread is known now: publishers on it must never wait for it.
-        buffer = bus._add(lossless, buffer_size, name, self._thread)
-        consumer = Consumer(_bus_module.Subscription(buffer), callback, name)
-        self._consumers.add(consumer)
-        self.start_soon(self._host, consumer, name=f"consumer {name}")
-        return consumer
+    def host(
+        self, async_fn: Callable[[], Awaitable[Any]], *, stop: Callable[[], None], name: str
+    ) -> None:
+        """Run ``async_fn()`` here until it returns; at :meth:`stop`, call ``stop()`` first.
 
-    async def _host(self, consumer: Consumer) -> None:
+        ``stop`` asks the task to finish what it holds (a consumer stops taking new events and
+        handles those buffered); the loop then waits for it, up to the drain timeout, before
+        cancelling what is left.
+        """
+        self.start()
+        token = object()
+        self._hosted[token] = stop
+        self.start_soon(self._host, async_fn, token, name=name)
+
+    async def _host(self, async_fn: Callable[[], Awaitable[Any]], token: object) -> None:
         try:
-            await consumer._run()
+            await async_fn()
         finally:
-            self._consumers.discard(consumer)
-            if self._drained is not None and not self._consumers:
+            self._hosted.pop(token, None)
+            if self._drained is not None and not self._hosted:
                 self._drained.set()
 
     def stop(self, timeout: float = EXIT_TIMEOUT) -> bool:
         """Let callback consumers drain their buffers, cancel every task and join the thread.
 
-        Consumers stop taking new events at once; they get up to ``timeout`` seconds to handle
-        what is buffered, then everything still running is cancelled. Returns within about
-        ``timeout`` + 1 seconds.
+        Hosted tasks (bus consumers) are asked to finish at once; they get up to
+        ``timeout`` seconds to handle what is buffered, then everything still running is
+        cancelled. Returns within about ``timeout`` + 1 seconds.
 
         Returns:
             True if the thread has ended (or never started).
@@ -307,9 +241,9 @@ class ServiceLoop:
             ready.set()
             await self._stop_event.wait()
             self._drained = anyio.Event()
-            for consumer in list(self._consumers):
-                consumer.subscription.detach()
-            if self._consumers:
+            for stop in list(self._hosted.values()):
+                stop()
+            if self._hosted:
                 with anyio.move_on_after(self._drain_timeout):
                     await self._drained.wait()
             task_group.cancel_scope.cancel()
@@ -355,17 +289,7 @@ def _shutdown_at_exit() -> None:
         service._shut_down = True
     if service.thread is None:
         return
-    deadline = time.monotonic() + EXIT_TIMEOUT
-    bus = _bus_module._bus
-    try:
-        if bus is not None and not bus.flush(timeout=EXIT_TIMEOUT):
-            logger.warning(
-                "exiting before every lossless event consumer caught up (waited %.0f s)",
-                EXIT_TIMEOUT,
-            )
-    except Exception:
-        logger.exception("flushing the event bus at exit failed")
-    if not service.stop(timeout=max(0.0, deadline - time.monotonic())):
+    if not service.stop(timeout=EXIT_TIMEOUT):
         logger.warning("the headwater service loop did not stop in time")
 
 

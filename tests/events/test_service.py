@@ -137,21 +137,22 @@ def test_a_crashing_task_is_logged_and_spares_the_others(
     assert any("crasher" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
-def test_stop_lets_callback_consumers_drain_their_buffers(
-    service: ServiceLoop, bus: EventBus
-) -> None:
+def test_stop_lets_hosted_tasks_drain_what_they_hold(service: ServiceLoop, bus: EventBus) -> None:
     seen: list[int] = []
+    subscription = bus.subscribe(lossless=False, buffer_size=100, name="slow")
 
-    async def slow(event: Event) -> None:
-        await anyio.sleep(0.001)
-        seen.append(event.payload["seq"])
+    async def slow() -> None:
+        async for event in subscription:
+            await anyio.sleep(0.001)
+            seen.append(event.payload["seq"])
+        subscription.close()
 
-    consumer = service.add_consumer(bus, slow, lossless=False, buffer_size=100, name="slow")
+    service.host(slow, stop=subscription.detach, name="slow")
     for i in range(30):
         bus.publish(make_event(i))
     assert service.stop(timeout=5)
     assert seen == list(range(30))
-    assert consumer.closed and not bus.has_subscribers
+    assert subscription.closed and not bus.has_subscribers
 
 
 _EXIT_SCRIPT = """
