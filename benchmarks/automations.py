@@ -90,7 +90,7 @@ async def _evaluation(counts: list[int], events: int) -> dict[str, dict[int, flo
 def _latency(pings: int) -> list[float]:
     from headwater import emit_event
     from headwater.automations import actions
-    from headwater.automations.lifecycle import start_reactor, stop_reactor
+    from headwater.automations.service import start_reactor, stop_reactor
 
     started: list[float] = []
     arrived = threading.Semaphore(0)

@@ -13,31 +13,25 @@ from headwater.engine.tasks import Task, task
 from headwater.events.emit import emit_event, register_related_provider
 
 
-def _start_persistence() -> None:
-    # imported on first run, not at import: a plain `import headwater` opens no database
+def _start_services() -> None:
+    # Imported on first run, not at import: a plain `import headwater` opens no database.
+    # Events go to the server (or its outbox) when one is configured, else to the local
+    # database; the reactor runs where the events are stored. Stop order is the specs' own.
+    from headwater.automations.service import ensure_reactor
+    from headwater.client.service import ensure_forwarder
     from headwater.settings import get_settings
+    from headwater.storage.persistence import ensure_persistence
 
-    if get_settings().api_url:  # events go to the server (or its outbox), not the local file
-        from headwater.client.lifecycle import ensure_forwarder
-
+    if get_settings().api_url:
         ensure_forwarder()
-        return
-    from headwater.storage import ensure_persistence
-
-    ensure_persistence()
-
-
-def _start_automations() -> None:
-    # after persistence: the reactor's exit handler must run before persistence's
-    from headwater.automations.lifecycle import ensure_reactor
-
-    ensure_reactor()
+    else:
+        ensure_persistence()
+        ensure_reactor()
 
 
 # The engine knows nothing of storage or of itself as seen from events/: wire them here.
 register_related_provider(related_resources)
-register_startup_hook(_start_persistence)
-register_startup_hook(_start_automations)
+register_startup_hook(_start_services)
 del related_resources, register_related_provider, register_startup_hook
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@
     ).create()
 
 Evaluation runs in the server when there is one, and otherwise in the process that runs
-the flows (see :mod:`headwater.automations.lifecycle`).
+the flows (see :mod:`headwater.automations.service`).
 """
 
 from headwater.automations.actions_model import (
@@ -27,14 +27,14 @@ from headwater.automations.actions_model import (
     SendNotification,
     SuspendFlowRun,
 )
-from headwater.automations.lifecycle import ensure_reactor, start_reactor, stop_reactor
+from headwater.automations.automation import Automation
 from headwater.automations.model import (
-    Automation,
     CompoundTrigger,
     EventTrigger,
     Posture,
     SequenceTrigger,
 )
+from headwater.automations.service import ensure_reactor, start_reactor, stop_reactor
 
 __all__ = [
     "Automation",

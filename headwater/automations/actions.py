@@ -42,7 +42,7 @@ from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, E
 from headwater.exceptions import ActionFailed, HeadwaterError
 
 if TYPE_CHECKING:
-    from headwater.automations.model import Action, Automation
+    from headwater.automations.model import Action, AutomationDefinition
     from headwater.automations.triggers import Firing
     from headwater.storage.database import Database
 
@@ -68,7 +68,7 @@ class ActionContext:
 
     def __init__(
         self,
-        automation: Automation,
+        automation: AutomationDefinition,
         action: Action,
         firing: Firing,
         event: Event | None,
@@ -283,7 +283,7 @@ async def _cancel_flow_run(context: ActionContext) -> dict[str, Any]:
         from headwater.engine.control import request_cancellation
     except ImportError:  # pragma: no cover - until the engine ships control.py
         raise ActionFailed("cancelling flow runs is not available in this version") from None
-    message = f"Cancelled by Automation {context.automation.id}"
+    message = f"Cancelled by AutomationDefinition {context.automation.id}"
     if not request_cancellation(flow_run_id, message):
         raise ActionFailed(f"flow run {flow_run_id} is not running in this process")
     return {"flow_run_id": str(flow_run_id)}
@@ -305,7 +305,7 @@ async def _change_flow_run_state(context: ActionContext) -> dict[str, Any]:
     run = await _flow_run_record(context, flow_run_id)
     previous = None if run is None else run.state
     name = action.name or action.state.title()
-    message = action.message or f"State changed by Automation {context.automation.id}"
+    message = action.message or f"State changed by AutomationDefinition {context.automation.id}"
     state_id, now = new_uuid(), datetime.datetime.now(datetime.timezone.utc)
     validated = {
         "id": str(state_id),

@@ -7,20 +7,18 @@ both when a definition is built in Python and when one is decoded, so a bad defi
 fails with :class:`~headwater.exceptions.AutomationValidationError` naming the field
 (``trigger.triggers[1].within``) before anything is stored.
 
-The CRUD methods live on :class:`Automation` itself (``create``/``read``/``update``/...,
-with ``a``-prefixed async twins), as in ``prefect.automations``; storage is in
-:mod:`headwater.automations.store`.
+Pure: nothing here stores or reads. The CRUD methods users call (``create``/``read``/...)
+are on :class:`headwater.automations.automation.Automation`, above the store.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import enum
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import msgspec
 
@@ -49,7 +47,7 @@ __all__ = [
     "CompoundTrigger",
     "SequenceTrigger",
     "Trigger",
-    "Automation",
+    "AutomationDefinition",
     "parse_automation",
     "parse_automations",
     # re-exported action classes
@@ -67,7 +65,6 @@ __all__ = [
     "SuspendFlowRun",
 ]
 
-T = TypeVar("T")
 
 ResourceSpecification = dict[str, str | list[str]]
 """Label → value or values (OR-ed); labels AND-ed; globs and ``!`` allowed (see matching)."""
@@ -206,12 +203,11 @@ class SequenceTrigger(
 Trigger = EventTrigger | CompoundTrigger | SequenceTrigger
 
 
-class Automation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """An automation: when ``trigger`` fires, run ``actions`` (as ``prefect.automations``).
+class AutomationDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an automation is: when ``trigger`` fires, run ``actions``. Pure data.
 
-    Build one in Python and call :meth:`create`, or load one with :meth:`read`. Sync
-    methods may be called from any thread but the service loop's; in async code use the
-    ``a``-prefixed twins.
+    Users build :class:`headwater.automations.Automation`, this plus the methods that
+    store it; the reactor and the store deal in definitions.
 
     Attributes:
         name: unique among automations (the CLI addresses automations by name).
@@ -223,7 +219,7 @@ class Automation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         actions_on_trigger: run on firing, with the ``automation.triggered`` event.
         actions_on_resolve: run on resolution, with the ``automation.resolved`` event.
         owner_resource: the resource that owns it (e.g. a deployment), if any.
-        id: assigned by :meth:`create`.
+        id: assigned when stored.
     """
 
     name: str
@@ -240,111 +236,6 @@ class Automation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             fail("name", "must not be empty")
-
-    # -- persistence (headwater.automations.store), Prefect's method names ---------------
-
-    async def acreate(self) -> Automation:
-        """Validate and store this automation; sets ``id``. Returns self.
-
-        Raises:
-            AutomationValidationError: the definition breaks the rules; nothing is stored.
-            AutomationNameTaken: another automation has this name.
-        """
-        from headwater.automations import store
-
-        stored = await store.create_automation(self)
-        self.id = stored.id
-        return self
-
-    def create(self) -> Automation:
-        """Sync :meth:`acreate`."""
-        return _run_sync(self.acreate)
-
-    async def aupdate(self) -> None:
-        """Store this automation's current fields under its ``id``.
-
-        Raises:
-            AutomationNotFound: no automation has this id (or it has none).
-        """
-        from headwater.automations import store
-
-        await store.update_automation(self)
-
-    def update(self) -> None:
-        """Sync :meth:`aupdate`."""
-        _run_sync(self.aupdate)
-
-    async def adelete(self) -> bool:
-        """Delete it; False when it did not exist."""
-        from headwater.automations import store
-
-        return self.id is not None and await store.delete_automation(self.id)
-
-    def delete(self) -> bool:
-        """Sync :meth:`adelete`."""
-        return _run_sync(self.adelete)
-
-    async def aenable(self) -> bool:
-        """Enable it (and store that); False when it does not exist."""
-        return await self._aset_enabled(True)
-
-    def enable(self) -> bool:
-        """Sync :meth:`aenable`."""
-        return _run_sync(self.aenable)
-
-    async def adisable(self) -> bool:
-        """Disable it (and store that); False when it does not exist."""
-        return await self._aset_enabled(False)
-
-    def disable(self) -> bool:
-        """Sync :meth:`adisable`."""
-        return _run_sync(self.adisable)
-
-    async def _aset_enabled(self, enabled: bool) -> bool:
-        from headwater.automations import store
-
-        if self.id is None or not await store.set_enabled(self.id, enabled):
-            return False
-        self.enabled = enabled
-        return True
-
-    @classmethod
-    async def aread(cls, id: uuid.UUID | str | None = None, name: str | None = None) -> Automation:
-        """Load a stored automation by ``id`` or ``name``.
-
-        Raises:
-            AutomationNotFound: none has that id or name (a ValueError, as in Prefect).
-            ValueError: neither or both of ``id`` and ``name`` were given.
-        """
-        from headwater.automations import store
-
-        if (id is None) == (name is None):
-            raise ValueError("Automation.read() takes exactly one of id= or name=")
-        if id is not None:
-            return await store.read_automation(uuid.UUID(str(id)))
-        assert name is not None
-        return await store.read_automation_by_name(name)
-
-    @classmethod
-    def read(cls, id: uuid.UUID | str | None = None, name: str | None = None) -> Automation:
-        """Sync :meth:`aread`."""
-        return _run_sync(lambda: cls.aread(id=id, name=name))
-
-
-def _run_sync(make: Callable[[], Awaitable[T]]) -> T:
-    # No loop in this thread: run one here. Inside a running loop (sync call from async
-    # code), hand the work to headwater's service loop rather than nest loops.
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_call(make))
-    from headwater.events.service import get_service_loop
-
-    return get_service_loop().run_coroutine(_call(make))
-
-
-async def _call(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()
 
 
 _AT = re.compile(r"^(?P<inner>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
@@ -387,7 +278,7 @@ def _infer_trigger_types(trigger: Any) -> Any:
     return trigger
 
 
-def parse_automation(data: Mapping[str, Any]) -> Automation:
+def parse_automation(data: Mapping[str, Any]) -> AutomationDefinition:
     """Build and validate one automation from plain data (a decoded YAML/JSON object).
 
     Raises:
@@ -399,12 +290,12 @@ def parse_automation(data: Mapping[str, Any]) -> Automation:
     if "trigger" in data:
         data["trigger"] = _infer_trigger_types(data["trigger"])
     try:
-        return msgspec.convert(data, Automation)
+        return msgspec.convert(data, AutomationDefinition)
     except msgspec.ValidationError as exc:
         raise _translate(exc) from None
 
 
-def parse_automations(data: Any) -> list[Automation]:
+def parse_automations(data: Any) -> list[AutomationDefinition]:
     """One automation, or ``{"automations": [...]}``, as a file holds them.
 
     Raises:
@@ -425,7 +316,7 @@ def parse_automations(data: Any) -> list[Automation]:
     return [parse_automation(data)]
 
 
-def validate_automation(automation: Automation) -> Automation:
+def validate_automation(automation: AutomationDefinition) -> AutomationDefinition:
     """Re-check an automation built in Python against the full schema (types included).
 
     msgspec checks types only when decoding, so a definition built by hand goes through one

@@ -63,7 +63,7 @@ from headwater.exceptions import HeadwaterError, StorageError
 from headwater.storage.database import Database
 
 if TYPE_CHECKING:
-    from headwater.automations.model import Automation
+    from headwater.automations.model import AutomationDefinition
     from headwater.settings import Settings
 
 __all__ = ["Reactor"]
@@ -81,7 +81,7 @@ class Loaded:
 
     __slots__ = ("automation", "root", "nodes", "trigger_type", "posture")
 
-    def __init__(self, automation: Automation, minimum_within: float) -> None:
+    def __init__(self, automation: AutomationDefinition, minimum_within: float) -> None:
         self.automation = automation
         self.root: TriggerNode = compile_trigger(automation.trigger, minimum_within)
         self.nodes = {node.path: node for node in iter_nodes(self.root)}
@@ -183,7 +183,11 @@ class Reactor:
         )
 
     def _install(
-        self, automation: Automation, *, forget_state: bool = True, start_windows: bool = True
+        self,
+        automation: AutomationDefinition,
+        *,
+        forget_state: bool = True,
+        start_windows: bool = True,
     ) -> None:
         assert automation.id is not None
         self._uninstall(automation.id, forget_state=forget_state)

@@ -27,7 +27,7 @@ from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, E
 from headwater.exceptions import ActionFailed, HeadwaterError
 
 if TYPE_CHECKING:
-    from headwater.automations.model import Action, Automation
+    from headwater.automations.model import Action, AutomationDefinition
     from headwater.automations.triggers import Firing
     from headwater.storage.database import Database
 
@@ -37,7 +37,7 @@ logger = logging.getLogger("headwater.automations")
 
 
 def automation_resource(
-    automation: Automation, trigger_type: str | None = None, posture: str | None = None
+    automation: AutomationDefinition, trigger_type: str | None = None, posture: str | None = None
 ) -> dict[str, str]:
     """The ``headwater.automation.<id>`` resource of the events an automation emits."""
     resource = {
@@ -77,7 +77,7 @@ class TriggeredAction:
 
     def __init__(
         self,
-        automation: Automation,
+        automation: AutomationDefinition,
         action: Action,
         index: int,
         firing: Firing,

@@ -24,7 +24,8 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from headwater.automations.model import Automation, parse_automation, validate_automation
+from headwater import lifecycle
+from headwater.automations.model import AutomationDefinition, parse_automation, validate_automation
 from headwater.events.emit import emit_event
 from headwater.exceptions import AutomationNameTaken, AutomationNotFound
 from headwater.storage.database import Database
@@ -68,7 +69,7 @@ async def _database(database: Database | None) -> AsyncIterator[Database]:
         await opened.close()
 
 
-def _emit_change(kind: str, automation: Automation) -> None:
+def _emit_change(kind: str, automation: AutomationDefinition) -> None:
     emit_event(
         f"headwater.automation.{kind}",
         resource={
@@ -77,9 +78,7 @@ def _emit_change(kind: str, automation: Automation) -> None:
         },
         payload={"automation": msgspec.to_builtins(automation)},
     )
-    from headwater.automations.lifecycle import automations_changed
-
-    automations_changed()
+    lifecycle.forget("automations")  # a reactor that found none here looks again
 
 
 async def _name_taken(connection: aiosqlite.Connection, name: str, other_than: str) -> bool:
@@ -89,7 +88,9 @@ async def _name_taken(connection: aiosqlite.Connection, name: str, other_than: s
         return await cursor.fetchone() is not None
 
 
-async def create_automation(automation: Automation, database: Database | None = None) -> Automation:
+async def create_automation(
+    automation: AutomationDefinition, database: Database | None = None
+) -> AutomationDefinition:
     """Validate and store a new automation; returns the stored copy (with its ``id``).
 
     Raises:
@@ -115,7 +116,9 @@ async def create_automation(automation: Automation, database: Database | None = 
     return checked
 
 
-async def update_automation(automation: Automation, database: Database | None = None) -> None:
+async def update_automation(
+    automation: AutomationDefinition, database: Database | None = None
+) -> None:
     """Replace the stored definition that has ``automation.id``.
 
     Raises:
@@ -196,7 +199,7 @@ async def set_enabled(
     return True
 
 
-def _decode(definition: str | bytes) -> Automation:
+def _decode(definition: str | bytes) -> AutomationDefinition:
     return parse_automation(msgspec.json.decode(definition))
 
 
@@ -205,7 +208,9 @@ async def _select(database: Database, sql: str, params: Sequence[Any] = ()) -> l
         return list(await cursor.fetchall())
 
 
-async def read_automation(automation_id: uuid.UUID, database: Database | None = None) -> Automation:
+async def read_automation(
+    automation_id: uuid.UUID, database: Database | None = None
+) -> AutomationDefinition:
     """The automation with this id.
 
     Raises:
@@ -220,7 +225,9 @@ async def read_automation(automation_id: uuid.UUID, database: Database | None = 
     return _decode(rows[0][0])
 
 
-async def read_automation_by_name(name: str, database: Database | None = None) -> Automation:
+async def read_automation_by_name(
+    name: str, database: Database | None = None
+) -> AutomationDefinition:
     """The automation with this name.
 
     Raises:
@@ -235,7 +242,7 @@ async def read_automation_by_name(name: str, database: Database | None = None) -
 
 async def read_automations(
     database: Database | None = None, *, enabled_only: bool = False
-) -> list[Automation]:
+) -> list[AutomationDefinition]:
     """Every stored automation (only enabled ones if asked), by name."""
     sql = "SELECT definition FROM automations"
     if enabled_only:

@@ -18,7 +18,7 @@ from headwater.cli.errors import CliError
 from headwater.cli.output import console, new_table, output_option, print_json_lines
 
 if TYPE_CHECKING:
-    from headwater.automations import Automation
+    from headwater.automations.model import AutomationDefinition
     from headwater.storage import Database
 
 __all__ = ["automation"]
@@ -29,7 +29,7 @@ def automation() -> None:
     """Manage automations: triggers on events, and the actions they run."""
 
 
-def _summary(item: Automation) -> dict[str, Any]:
+def _summary(item: AutomationDefinition) -> dict[str, Any]:
     trigger = item.trigger
     return {
         "id": str(item.id),
@@ -67,7 +67,7 @@ def ls(output: str) -> None:
     console().print(table)
 
 
-async def _by_name(database: Database, name: str) -> Automation:
+async def _by_name(database: Database, name: str) -> AutomationDefinition:
     from headwater.automations.store import read_automation_by_name
 
     return await read_automation_by_name(name, database)
@@ -119,7 +119,7 @@ def create(path: Path) -> None:
 
     parsed = parse_automations(_read_file(path))
 
-    async def work(database: Database) -> list[Automation]:
+    async def work(database: Database) -> list[AutomationDefinition]:
         return [await create_automation(item, database) for item in parsed]
 
     for item in with_database(work):

@@ -2,7 +2,7 @@
 
 - :mod:`~headwater.client.forwarder`: this process's events to the server's ``/events/in``,
   through the :mod:`~headwater.client.outbox` while the server is unreachable;
-- :mod:`~headwater.client.lifecycle`: starting it from the engine's start hook, stopping it
+- :mod:`~headwater.client.service`: starting it from the engine's start hook, stopping it
   at exit;
 - :mod:`~headwater.client.subscriber`: a live, reconnecting stream from ``/events/out``;
 - :mod:`~headwater.client.http`: the HTTP API the CLI reads run history from;
@@ -12,8 +12,8 @@ Heavy libraries (websockets, httpx) are imported when first used, not with this 
 """
 
 from headwater.client.forwarder import Forwarder, ForwarderStats
-from headwater.client.lifecycle import ensure_forwarder, get_forwarder, stop_forwarder
 from headwater.client.outbox import Outbox
+from headwater.client.service import ensure_forwarder, get_forwarder, stop_forwarder
 from headwater.client.websocket import auth_headers, open_websocket, websocket_url
 
 __all__ = [

@@ -144,7 +144,6 @@ class Forwarder:
         self.bus = bus
         self.outbox = outbox
         self.subscription = subscription
-        self.key: tuple[Any, ...] = ()
         self.stats = ForwarderStats()
         self.auth_error: ApiAuthError | None = None
         self.error: StorageError | None = None

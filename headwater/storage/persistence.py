@@ -13,30 +13,28 @@ false, a warning is logged once and runs go on without history. The same applies
 writes start failing later (disk full): with persistence required, the next run fails
 with that error.
 
-Exit: an ``atexit`` handler (which runs before the service loop's own) flushes the bus, so
-every event published before exit is committed, writes buffered logs and closes the file.
-On SIGTERM, when no other handler is installed, the same flush runs (bounded by
-:data:`EXIT_FLUSH_TIMEOUT`) and then the default action, termination by the signal,
-proceeds. What a hard kill can lose is described in :mod:`headwater.storage.writer`.
+Persistence is a service of :mod:`headwater.lifecycle` (:data:`PERSISTENCE`): at exit it
+flushes the bus, so every event published before exit is committed, writes buffered logs
+and closes the file; on SIGTERM (when no other handler is installed) the bus is flushed and
+buffered logs written before the signal's default action proceeds. What a hard kill can
+lose is described in :mod:`headwater.storage.writer`.
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import logging
-import os
-import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 
+from headwater import lifecycle
 from headwater.events.bus import EventBus, Subscription, get_bus
 from headwater.events.service import get_service_loop
 from headwater.exceptions import StorageError
-from headwater.settings import Settings, get_settings
+from headwater.lifecycle import ServiceSpec
+from headwater.settings import Settings
 from headwater.storage.crashes import mark_crashed_runs
 from headwater.storage.database import Database
 from headwater.storage.retention import prune
@@ -44,7 +42,13 @@ from headwater.storage.rows import format_timestamp, truncate_message
 from headwater.storage.sqlite import database_path
 from headwater.storage.writer import PersistenceWriter
 
-__all__ = ["Persistence", "ensure_persistence", "get_persistence", "stop_persistence"]
+__all__ = [
+    "PERSISTENCE",
+    "Persistence",
+    "ensure_persistence",
+    "get_persistence",
+    "stop_persistence",
+]
 
 logger = logging.getLogger("headwater.storage")
 
@@ -68,7 +72,6 @@ class Persistence:
         self.writer = writer
         self.bus = bus
         self.subscription: Subscription | None = None
-        self.key: tuple[Any, ...] = ()
         self._closed = anyio.Event()
         # One bound method, so that the sink registry can find it again to remove it.
         self.sink: Callable[[logging.LogRecord], None] = self.log_sink
@@ -80,7 +83,6 @@ class Persistence:
         Raises:
             StorageError: the database cannot be opened.
         """
-        _keep_signals_for_the_main_thread()
         database = await Database.open(settings=settings)
         writer = PersistenceWriter(
             database,
@@ -163,28 +165,67 @@ class Persistence:
         )
 
 
-def _keep_signals_for_the_main_thread() -> None:
-    # Runs on the service thread. A process-directed SIGTERM goes to any thread that does
-    # not block it; one taken by this thread (or by the SQLite threads it starts, which
-    # inherit its mask) would not interrupt the main thread's sleep, so the Python-level
-    # handler, which only the main thread runs, could wait indefinitely.
-    if (
-        hasattr(signal, "pthread_sigmask")
-        and threading.current_thread() is not threading.main_thread()
-    ):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+def _storage_key(settings: Settings) -> tuple[Any, ...] | None:
+    """The settings persistence depends on; others may change without a restart."""
+    if not settings.events_enabled:
+        return None
+    return (
+        database_path(settings),
+        settings.database_batch_size,
+        settings.database_batch_latency,
+        settings.database_busy_timeout,
+        settings.logging_max_message_length,
+        settings.retention_period,
+    )
 
 
-_active: Persistence | None = None
-_failure: tuple[tuple[Any, ...], StorageError] | None = None
-_lock = threading.Lock()
-_exit_handler_installed = False
-_sigterm_installed = False
+def _check(persistence: Persistence, settings: Settings) -> None:
+    error = persistence.writer.error
+    if error is not None and settings.persistence_required:
+        raise error
+
+
+def _started(persistence: Persistence, settings: Settings) -> None:
+    from headwater.engine.logging import add_log_sink
+
+    add_log_sink(persistence.sink)
+
+
+def _stopped(persistence: Persistence) -> None:
+    from headwater.engine.logging import remove_log_sink
+
+    remove_log_sink(persistence.sink)
+
+
+def _on_sigterm(persistence: Persistence) -> None:
+    service = get_service_loop()
+    if service.thread is not None:
+        service.run_coroutine(persistence.writer.flush_logs(), timeout=EXIT_FLUSH_TIMEOUT)
+
+
+async def _open(settings: Settings, explicit: bool) -> Persistence:
+    return await Persistence.open(settings, get_bus())
+
+
+PERSISTENCE: ServiceSpec[Persistence] = ServiceSpec(
+    name="persistence",
+    key=_storage_key,
+    open=_open,
+    errors=(StorageError,),
+    raises=lambda settings, explicit: settings.persistence_required,
+    check=_check,
+    started=_started,
+    stopped=_stopped,
+    on_sigterm=_on_sigterm,
+    logger=logger,
+    unavailable="run history is not being saved: %s (HEADWATER_PERSISTENCE_REQUIRED is false)",
+)
+"""Run history written to the local database; stops after every service that emits events."""
 
 
 def get_persistence() -> Persistence | None:
     """The running persistence of this process, if any."""
-    return _active
+    return lifecycle.get(PERSISTENCE)
 
 
 def ensure_persistence() -> Persistence | None:
@@ -204,103 +245,7 @@ def ensure_persistence() -> Persistence | None:
             ``HEADWATER_PERSISTENCE_REQUIRED`` is true; the message names the file and cause.
             The same error is raised again by later calls, without a new attempt.
     """
-    settings = get_settings()
-    active = _active
-    if active is None or active.settings is not settings:
-        with _lock:
-            active = _ensure_locked(settings)
-        if active is None:
-            return None
-    error = active.writer.error
-    if error is not None and settings.persistence_required:
-        raise error
-    return active
-
-
-def _storage_key(settings: Settings) -> tuple[Any, ...]:
-    """The settings persistence depends on; others may change without a restart."""
-    return (
-        database_path(settings),
-        settings.database_batch_size,
-        settings.database_batch_latency,
-        settings.database_busy_timeout,
-        settings.logging_max_message_length,
-        settings.retention_period,
-    )
-
-
-def _ensure_locked(settings: Settings) -> Persistence | None:
-    global _active, _failure
-    if not settings.events_enabled:
-        return None
-    key = _storage_key(settings)
-    active = _active
-    if active is not None:
-        if active.key == key:
-            active.settings = settings  # the next call takes the fast path
-            return active
-        _stop(active, EXIT_FLUSH_TIMEOUT)
-        _active = active = None
-    failure = _failure
-    if failure is not None and failure[0] == key:
-        if settings.persistence_required:
-            raise failure[1]
-        return None
-    service = get_service_loop()
-    if threading.current_thread() is service.thread:
-        raise RuntimeError(
-            "ensure_persistence() cannot open the database from the service loop; "
-            "call it from the thread that starts the run"
-        )
-    try:
-        active = service.run_coroutine(
-            Persistence.open(settings, get_bus()), timeout=settings.database_busy_timeout + 30.0
-        )
-    except StorageError as exc:
-        _failure = (key, exc)
-        if settings.persistence_required:
-            raise
-        logger.warning(
-            "run history is not being saved: %s (HEADWATER_PERSISTENCE_REQUIRED is false)", exc
-        )
-        return None
-    active.key = key
-    service.start_soon(active.serve, name="headwater persistence")
-    _active = active
-    _failure = None
-    _install_sinks(active)
-    return active
-
-
-def _install_sinks(active: Persistence) -> None:
-    global _exit_handler_installed, _sigterm_installed
-    from headwater.engine.logging import add_log_sink
-
-    add_log_sink(active.sink)
-    if not _exit_handler_installed:
-        # Registered after the service loop's own handler, so it runs first (LIFO).
-        atexit.register(_flush_at_exit)
-        _exit_handler_installed = True
-    if not _sigterm_installed and threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
-                _sigterm_installed = True
-        except (ValueError, OSError):
-            pass  # not the main interpreter, or no signals here
-
-
-def _stop(active: Persistence, timeout: float) -> None:
-    from headwater.engine.logging import remove_log_sink
-
-    remove_log_sink(active.sink)
-    service = get_service_loop()
-    if service.thread is None or threading.current_thread() is service.thread:
-        return
-    try:
-        service.run_coroutine(active.aclose(timeout), timeout=timeout + 5.0)
-    except (TimeoutError, RuntimeError) as exc:
-        logger.warning("persistence did not stop cleanly: %s", exc)
+    return lifecycle.ensure(PERSISTENCE)
 
 
 def stop_persistence(timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
@@ -308,43 +253,4 @@ def stop_persistence(timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
 
     The next :func:`ensure_persistence` starts afresh. Safe to call when not running.
     """
-    global _active, _failure
-    with _lock:
-        active, _active, _failure = _active, None, None
-        if active is not None:
-            _stop(active, timeout)
-
-
-def _flush_at_exit() -> None:
-    try:
-        stop_persistence(EXIT_FLUSH_TIMEOUT)
-    except Exception:
-        logger.exception("writing run history at exit failed")
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    # Make what was published (and logged) durable, then let the signal do what it would
-    # have done. No lock is taken: the signal may have interrupted a holder of one.
-    try:
-        get_bus().flush(timeout=EXIT_FLUSH_TIMEOUT)
-        active = _active
-        service = get_service_loop()
-        if active is not None and service.thread is not None:
-            service.run_coroutine(active.writer.flush_logs(), timeout=EXIT_FLUSH_TIMEOUT)
-    except Exception:
-        logger.exception("writing run history on SIGTERM failed")
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _reset_after_fork() -> None:
-    # The parent's service loop and connections do not exist in the child.
-    global _active, _failure, _lock
-    _active = None
-    _failure = None
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    lifecycle.stop(PERSISTENCE, timeout)

@@ -18,7 +18,7 @@ from headwater.settings import temporary_settings  # noqa: E402
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     """A fresh database; short proactive windows allowed; reactor and persistence stopped after."""
-    from headwater.automations.lifecycle import stop_reactor
+    from headwater.automations.service import stop_reactor
     from headwater.storage import stop_persistence
 
     with temporary_settings(

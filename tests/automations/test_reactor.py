@@ -18,7 +18,7 @@ from headwater.automations import (
     EventTrigger,
     Posture,
 )
-from headwater.automations.lifecycle import get_reactor, start_reactor, stop_reactor
+from headwater.automations.service import get_reactor, start_reactor, stop_reactor
 
 
 def _named(events: EventLog, name: str, automation: Automation | None = None) -> list:
