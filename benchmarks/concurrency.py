@@ -69,9 +69,9 @@ def main() -> None:
 
     from headwater import flow, task
     from headwater.concurrency import create_concurrency_limit
-    from headwater.concurrency._tasks import acquire_task_slots
     from headwater.concurrency.asyncio import concurrency as aconcurrency
     from headwater.concurrency.sync import concurrency, rate_limit
+    from headwater.concurrency.task_slots import acquire_task_slots
     from headwater.engine.runs import TaskRun
 
     n, repeat = args.n, args.repeat

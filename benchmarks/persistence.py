@@ -38,9 +38,9 @@ from typing import Any
 import anyio
 import msgspec
 
-from headwater._ids import new_uuid
 from headwater.events.bus import EventBus
 from headwater.events.schema import Event
+from headwater.ids import new_uuid
 from headwater.settings import Settings
 from headwater.storage.database import open_database
 from headwater.storage.writer import PersistenceWriter

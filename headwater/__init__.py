@@ -3,12 +3,14 @@
 The public API follows Prefect 3's: ``from headwater import flow, task``.
 """
 
+from headwater.concurrency.task_slots import acquire_task_slots
 from headwater.engine.annotations import allow_failure, opaque, quote, unmapped
 from headwater.engine.context import related_resources, tags
 from headwater.engine.flows import Flow, flow
 from headwater.engine.logging import get_run_logger
 from headwater.engine.startup import register_startup_hook
 from headwater.engine.states import State
+from headwater.engine.task_slots import set_provider as set_task_slot_provider
 from headwater.engine.tasks import Task, task
 from headwater.events.emit import emit_event, register_related_provider
 
@@ -29,10 +31,13 @@ def _start_services() -> None:
         ensure_reactor()
 
 
-# The engine knows nothing of storage or of itself as seen from events/: wire them here.
+# The engine knows nothing of storage, services or concurrency limits, and events/ nothing
+# of the engine: wire them here.
 register_related_provider(related_resources)
 register_startup_hook(_start_services)
-del related_resources, register_related_provider, register_startup_hook
+set_task_slot_provider(acquire_task_slots)
+del acquire_task_slots, related_resources, register_related_provider, register_startup_hook
+del set_task_slot_provider
 
 __version__ = "0.1.0"
 

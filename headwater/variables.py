@@ -1,5 +1,12 @@
-"""Variables: named JSON values shared by flows and automations (``prefect.variables``)."""
+"""Variables: named JSON values shared by flows and automations (``prefect.variables``).
 
-from headwater._variables import Variable
+The implementation is :mod:`headwater.blocks.variable` (stored beside blocks).
+"""
 
-__all__ = ["Variable"]
+from headwater.blocks.variable import (
+    Variable,
+)
+
+__all__ = [
+    "Variable",
+]

@@ -27,7 +27,7 @@ PUBLIC_MODULES = [
     "headwater.blocks",
     "headwater.blocks.core",
     "headwater.blocks.system",
-    "headwater.blocks.notifications",
+    "headwater.notifications",
     "headwater.variables",
     "headwater.concurrency",
     "headwater.concurrency.sync",

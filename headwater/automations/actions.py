@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from headwater._ids import new_uuid
 from headwater.automations.actions_model import (
     CallWebhook,
     CancelFlowRun,
@@ -40,6 +39,7 @@ from headwater.events.bus import get_bus
 from headwater.events.emit import emit_event
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
 from headwater.exceptions import ActionFailed, HeadwaterError
+from headwater.ids import new_uuid
 
 if TYPE_CHECKING:
     from headwater.automations.model import Action, AutomationDefinition

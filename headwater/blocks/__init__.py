@@ -2,14 +2,13 @@
 
 The Prefect import paths are the public modules: :mod:`headwater.blocks.core` (``Block``),
 :mod:`headwater.blocks.system` (``Secret``) and :mod:`headwater.blocks.notifications`
-(Slack, Microsoft Teams, custom webhook, any apprise URL). Importing this package does not
-import apprise.
+(the face of :mod:`headwater.notifications`: Slack, Microsoft Teams, custom webhook, any
+apprise URL). Importing this package does not import apprise.
 """
 
-from headwater.blocks._core import Block, aread_block_documents, read_block_documents
-from headwater.blocks._store import BlockDocument
-from headwater.blocks._system import Secret
+from headwater.blocks.block import Block, BlockDocument, aread_block_documents, read_block_documents
 from headwater.blocks.fields import SecretDict, SecretStr
+from headwater.blocks.secret import Secret
 
 __all__ = [
     "Block",

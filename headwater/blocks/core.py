@@ -1,6 +1,14 @@
-"""Blocks: typed, named configuration saved in the database (``prefect.blocks.core``)."""
+"""Blocks: typed, named configuration saved in the database (``prefect.blocks.core``).
 
-from headwater.blocks._core import Block
-from headwater.blocks._store import BlockDocument
+The implementation is :mod:`headwater.blocks.block`.
+"""
 
-__all__ = ["Block", "BlockDocument"]
+from headwater.blocks.block import (
+    Block,
+    BlockDocument,
+)
+
+__all__ = [
+    "Block",
+    "BlockDocument",
+]

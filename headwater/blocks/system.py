@@ -1,5 +1,12 @@
-"""The ``Secret`` block (``prefect.blocks.system``)."""
+"""The ``Secret`` block (``prefect.blocks.system``).
 
-from headwater.blocks._system import Secret
+The implementation is :mod:`headwater.blocks.secret`.
+"""
 
-__all__ = ["Secret"]
+from headwater.blocks.secret import (
+    Secret,
+)
+
+__all__ = [
+    "Secret",
+]

@@ -22,8 +22,7 @@ _PREVIEW = 60
 
 
 def _read(key: str | None = None, flow_run: str | None = None, limit: int = 100) -> list[Artifact]:
-    from headwater._artifacts.api import check_key
-    from headwater._artifacts.store import list_artifacts
+    from headwater.artifacts.store import check_key, list_artifacts
     from headwater.exceptions import InvalidArtifactError
     from headwater.settings import get_settings
     from headwater.storage.sqlite import database_path

@@ -1,4 +1,4 @@
-"""``headwater demo``: run the README's example flow, watch its events live, then its runs.
+"""``headwater demo``: the README's example flow (fan-out, a retry, a failure), watched live.
 
 The events are printed by a lossless consumer on the bus while the flow runs; the table
 at the end is read back from the database (the same rows ``headwater flow-run ls`` shows),
@@ -7,6 +7,7 @@ which proves that history was recorded, not just observed.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -15,12 +16,13 @@ from headwater.cli.database import with_database
 from headwater.cli.errors import CliError
 from headwater.cli.output import STATE_STYLES, duration_text, new_table, state_text
 from headwater.cli.output import console as output_console
+from headwater.events import Event
 
 if TYPE_CHECKING:
     from headwater.events import Event
     from headwater.storage import Database, FlowRunRecord, TaskRunRecord
 
-__all__ = ["demo", "event_line", "show_demo"]
+__all__ = ["demo", "event_line", "main", "show_demo"]
 
 
 def event_line(event: Event) -> Any:
@@ -67,7 +69,7 @@ def show_demo(out: TextIO | None = None) -> int:
         StorageError: the database cannot be opened.
         CliError: the runs were not found in the database after the flow returned.
     """
-    from headwater.demo import run_demo
+    from headwater.cli.demo_flow import run_demo
     from headwater.settings import get_settings
     from headwater.storage import ensure_persistence, read_flow_run, read_task_runs
 
@@ -106,3 +108,20 @@ def demo() -> None:
     the database. Works on a fresh HEADWATER_HOME (the database is created).
     """
     show_demo()
+
+
+def main(out: TextIO | None = None) -> int:
+    """Run the demo, printing every event as it happens, then the runs from the database.
+
+    The same as ``headwater demo``, for ``python -m headwater.demo`` (the README's command).
+    """
+    from headwater.cli.errors import exit_code_for, message_for
+
+    try:
+        return show_demo(out)
+    except Exception as exc:
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        print(message_for(exc), file=sys.stderr)
+        return code

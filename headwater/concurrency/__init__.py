@@ -15,8 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headwater.concurrency._acquire import ConcurrencyLeaseHolder
-    from headwater.concurrency._store import ConcurrencyLease, ConcurrencyLimit
+    from headwater.concurrency.acquire import ConcurrencyLeaseHolder
     from headwater.concurrency.limits import (
         ConcurrencyLimitDetail,
         acreate_concurrency_limit,
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
         tag_limit_name,
         update_concurrency_limit,
     )
+    from headwater.concurrency.store import ConcurrencyLease, ConcurrencyLimit
 
 __all__ = [
     "ConcurrencyLimit",
@@ -51,9 +51,9 @@ __all__ = [
 ]
 
 _HOMES = {
-    "ConcurrencyLeaseHolder": "headwater.concurrency._acquire",
-    "ConcurrencyLease": "headwater.concurrency._store",
-    "ConcurrencyLimit": "headwater.concurrency._store",
+    "ConcurrencyLeaseHolder": "headwater.concurrency.acquire",
+    "ConcurrencyLease": "headwater.concurrency.store",
+    "ConcurrencyLimit": "headwater.concurrency.store",
 }
 
 

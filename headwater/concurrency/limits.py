@@ -20,11 +20,11 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from headwater.concurrency import _store
-from headwater.concurrency._leases import get_signals
-from headwater.concurrency._slots import release_stale
-from headwater.concurrency._store import ConcurrencyLease, ConcurrencyLimit
-from headwater.concurrency._tasks import invalidate_tag_cache
+from headwater.concurrency import store
+from headwater.concurrency.leases import get_signals
+from headwater.concurrency.slots import release_stale
+from headwater.concurrency.store import ConcurrencyLease, ConcurrencyLimit
+from headwater.concurrency.task_slots import invalidate_tag_cache
 from headwater.exceptions import ConcurrencyLimitNotFound
 
 __all__ = [
@@ -89,7 +89,7 @@ def _write(work: Callable[..., T], *args: object, **kwargs: object) -> T:
 def _read(work: Callable[..., T], *args: object) -> T:
     """Run ``work`` after releasing the slots of expired leases and dead processes, so a
     listing never shows slots that nobody holds any more."""
-    from headwater.concurrency._acquire import is_stale
+    from headwater.concurrency.acquire import is_stale
     from headwater.storage.sync_connection import get_sync_connection
 
     with get_sync_connection().write() as connection:
@@ -117,7 +117,7 @@ def create_concurrency_limit(
         ValueError: a bad name, limit or decay.
     """
     return _write(
-        _store.create_limit,
+        store.create_limit,
         _check_name(name),
         _check_limit(limit),
         active=bool(active),
@@ -139,7 +139,7 @@ def update_concurrency_limit(
         ConcurrencyLimitNotFound: no limit has that name.
     """
     return _write(
-        _store.update_limit,
+        store.update_limit,
         name,
         limit=None if limit is None else _check_limit(limit),
         active=active,
@@ -159,17 +159,17 @@ def read_concurrency_limit(name: str) -> ConcurrencyLimitDetail:
 
     def work(connection: sqlite3.Connection, name: str) -> ConcurrencyLimitDetail:
         now = time.time()
-        found = _store.read_limit(connection, name, now)
+        found = store.read_limit(connection, name, now)
         if found is None:
             raise ConcurrencyLimitNotFound(f"no concurrency limit named {name!r}")
-        return ConcurrencyLimitDetail(limit=found, leases=_store.read_leases(connection, name, now))
+        return ConcurrencyLimitDetail(limit=found, leases=store.read_leases(connection, name, now))
 
     return _read(work, name)
 
 
 def read_concurrency_limits() -> list[ConcurrencyLimit]:
     """Every limit, by name."""
-    return _read(_store.read_limits, time.time())
+    return _read(store.read_limits, time.time())
 
 
 def reset_concurrency_limit(name: str) -> ConcurrencyLimit:
@@ -181,7 +181,7 @@ def reset_concurrency_limit(name: str) -> ConcurrencyLimit:
     Raises:
         ConcurrencyLimitNotFound: no limit has that name.
     """
-    return _write(_store.reset_limit, name, time.time())
+    return _write(store.reset_limit, name, time.time())
 
 
 def delete_concurrency_limit(name: str) -> None:
@@ -190,7 +190,7 @@ def delete_concurrency_limit(name: str) -> None:
     Raises:
         ConcurrencyLimitNotFound: no limit has that name.
     """
-    if not _write(_store.delete_limit, name):
+    if not _write(store.delete_limit, name):
         raise ConcurrencyLimitNotFound(f"no concurrency limit named {name!r}")
 
 

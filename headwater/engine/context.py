@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import anyio.abc
 
-    from headwater.engine.flows import Flow
+    from headwater.engine.flow_definition import FlowDefinition
     from headwater.engine.runs import FlowRun, TaskRun
+    from headwater.engine.task_definition import TaskDefinition
     from headwater.engine.task_runners import TaskRunner
-    from headwater.engine.tasks import Task
 
 __all__ = [
     "FlowRunContext",
@@ -49,7 +49,7 @@ class FlowRunContext:
 
     def __init__(
         self,
-        flow: Flow[..., Any],
+        flow: FlowDefinition[..., Any],
         flow_run: FlowRun,
         task_runner: TaskRunner,
         log_prints: bool,
@@ -85,7 +85,7 @@ class TaskRunContext:
 
     def __init__(
         self,
-        task: Task[..., Any],
+        task: TaskDefinition[..., Any],
         task_run: TaskRun,
         log_prints: bool,
         args: tuple[Any, ...] = (),

@@ -47,7 +47,7 @@ from headwater.events.bus import get_bus
 from headwater.exceptions import FailedRun, FlowRunTimeoutError, ParameterTypeError
 
 if TYPE_CHECKING:
-    from headwater.engine.flows import Flow
+    from headwater.engine.flow_definition import FlowDefinition
 
 __all__ = ["FlowRunEngine"]
 
@@ -58,7 +58,9 @@ DURABILITY_TIMEOUT = 30.0
 class FlowRunEngine:
     """One flow run from Pending to its final state."""
 
-    def __init__(self, flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+    def __init__(
+        self, flow: FlowDefinition[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ):
         ensure_started()
         self.flow = flow
         self.parent = flow_run_context.get()

@@ -12,10 +12,10 @@ import datetime
 import uuid
 from typing import Any
 
-from headwater._ids import new_uuid
 from headwater.engine.states import TERMINAL_STATES, State, StateType
 from headwater.engine.transitions import RunIdentity, TransitionRecord
 from headwater.events.bus import get_bus
+from headwater.ids import new_uuid
 
 __all__ = ["FlowRun", "TaskRun", "set_state"]
 

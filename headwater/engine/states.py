@@ -14,7 +14,6 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from headwater._ids import new_uuid
 from headwater.engine.results import PersistedResult
 from headwater.exceptions import (
     CancelledRun,
@@ -23,6 +22,7 @@ from headwater.exceptions import (
     PausedRun,
     UnfinishedRun,
 )
+from headwater.ids import new_uuid
 
 __all__ = [
     "State",

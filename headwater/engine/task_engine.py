@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from headwater.concurrency._tasks import acquire_task_slots
-from headwater.engine import control, inputs
+from headwater.engine import control, inputs, task_slots
 from headwater.engine.asyncutils import call_maybe_async, call_maybe_async_sync
 from headwater.engine.context import (
     FlowRunContext,
@@ -55,7 +54,7 @@ from headwater.events.bus import get_bus
 from headwater.exceptions import TaskRunTimeoutError
 
 if TYPE_CHECKING:
-    from headwater.engine.tasks import Task
+    from headwater.engine.task_definition import TaskDefinition
 
 __all__ = ["TaskRunEngine"]
 
@@ -82,7 +81,7 @@ class TaskRunEngine:
 
     def __init__(
         self,
-        task: Task[..., Any],
+        task: TaskDefinition[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         flow_ctx: FlowRunContext | None,
@@ -128,6 +127,10 @@ class TaskRunEngine:
             else None
         )
         self.transition(Pending())
+
+    @property
+    def isasync(self) -> bool:
+        return self.task.isasync
 
     # -- decisions (shared by both drivers) -------------------------------------------------
     def transition(self, state: State[Any]) -> None:
@@ -295,7 +298,7 @@ class TaskRunEngine:
             fn = task.fn
             timeout = task.timeout_seconds
             while True:
-                with acquire_task_slots(self.task_run):  # tag concurrency: one slot per limited tag
+                with task_slots.acquire(self.task_run):  # tag concurrency: one slot per limited tag
                     self.begin_attempt()
                     self._run_hooks_sync()
                     token = task_run_context.set(self.context())
@@ -350,7 +353,7 @@ class TaskRunEngine:
             timeout = task.timeout_seconds
             is_async = task.isasync
             while True:
-                async with acquire_task_slots(self.task_run):  # tag concurrency
+                async with task_slots.acquire(self.task_run):  # tag concurrency
                     self.begin_attempt()
                     if self._pending_hooks:
                         await self._run_hooks_async()

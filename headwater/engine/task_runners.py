@@ -12,19 +12,48 @@ import contextvars
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.engine.asyncutils import run_coro_sync
 from headwater.engine.futures import HeadwaterFuture
 from headwater.settings import get_settings
 
 if TYPE_CHECKING:
-    from headwater.engine.context import FlowRunContext
-    from headwater.engine.task_engine import TaskRunEngine
+    import anyio.abc
 
-__all__ = ["TaskRunner", "ThreadPoolTaskRunner"]
+    from headwater.engine.runs import TaskRun
+
+__all__ = ["FlowRunSite", "SubmittedRun", "TaskRunner", "ThreadPoolTaskRunner"]
 
 _logger = logging.getLogger("headwater.task_runners")
+
+
+class SubmittedRun(Protocol):
+    """A task run handed to a runner (the task engine's ``TaskRunEngine``)."""
+
+    @property
+    def task_run(self) -> TaskRun: ...
+
+    @property
+    def isasync(self) -> bool: ...
+
+    def execute_sync(self) -> Any: ...
+
+    def execute_async(self) -> Coroutine[Any, Any, Any]: ...
+
+
+class FlowRunSite(Protocol):
+    """Where a flow run's async task runs go (its ``FlowRunContext``)."""
+
+    @property
+    def loop(self) -> Any: ...  # the flow's asyncio loop, set whenever task_group is
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup | None: ...
+
+    @property
+    def thread_id(self) -> int | None: ...
 
 
 class TaskRunner:
@@ -34,7 +63,7 @@ class TaskRunner:
         """A fresh runner with the same configuration, for one flow run."""
         raise NotImplementedError
 
-    def submit(self, engine: TaskRunEngine, flow_ctx: FlowRunContext) -> HeadwaterFuture[Any]:
+    def submit(self, engine: SubmittedRun, flow_ctx: FlowRunSite) -> HeadwaterFuture[Any]:
         raise NotImplementedError
 
     def shutdown(self) -> None:
@@ -86,8 +115,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                 executor = self._executor
         return executor
 
-    def submit(self, engine: TaskRunEngine, flow_ctx: FlowRunContext) -> HeadwaterFuture[Any]:
-        if engine.task.isasync and flow_ctx.task_group is not None:
+    def submit(self, engine: SubmittedRun, flow_ctx: FlowRunSite) -> HeadwaterFuture[Any]:
+        if engine.isasync and flow_ctx.task_group is not None:
             future: HeadwaterFuture[Any] = HeadwaterFuture(engine.task_run, flow_ctx.loop)
             if threading.get_ident() == flow_ctx.thread_id:
                 flow_ctx.task_group.start_soon(_drive_async, engine, future)
@@ -100,7 +129,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._outstanding.add(future)
         future.add_done_callback(self._outstanding.discard)
         context = contextvars.copy_context()
-        driver = _drive_async_in_thread if engine.task.isasync else _drive_sync
+        driver = _drive_async_in_thread if engine.isasync else _drive_sync
         self._pool().submit(context.run, driver, engine, future)
         return future
 
@@ -118,7 +147,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
 
 
-def _drive_sync(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
+def _drive_sync(engine: SubmittedRun, future: HeadwaterFuture[Any]) -> None:
     try:
         engine.execute_sync()
     except BaseException:
@@ -127,7 +156,7 @@ def _drive_sync(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
         future._finish(engine.task_run.state)  # type: ignore[arg-type]
 
 
-def _drive_async_in_thread(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
+def _drive_async_in_thread(engine: SubmittedRun, future: HeadwaterFuture[Any]) -> None:
     try:
         run_coro_sync(engine.execute_async())
     except BaseException:
@@ -136,7 +165,7 @@ def _drive_async_in_thread(engine: TaskRunEngine, future: HeadwaterFuture[Any]) 
         future._finish(engine.task_run.state)  # type: ignore[arg-type]
 
 
-async def _drive_async(engine: TaskRunEngine, future: HeadwaterFuture[Any]) -> None:
+async def _drive_async(engine: SubmittedRun, future: HeadwaterFuture[Any]) -> None:
     try:
         await engine.execute_async()
     finally:

@@ -5,31 +5,29 @@ persisted, tasks with on_commit/on_rollback hooks, and runs inside an open trans
 plain task in a plain flow never comes here, so caching costs nothing to those who do not
 use it.
 
-Decoration time (:func:`resolve_options`) applies Prefect's option rules once: caching
-options force ``persist_result``, a ``cache_key_fn`` overrides ``cache_policy``,
-``result_storage_key`` *is* the key, ``persist_result=False`` disables caching. Run time
-(:class:`TaskTransaction`) computes the key, opens the transaction, turns a committed one
-into a ``Cached`` state (Pending → Cached: the function does not run, as Prefect's
-CacheRetrieval rule has it), and stages the result for commit when the run completes.
+Decoration time (:mod:`headwater.engine.result_options`) applies Prefect's option rules
+once. Run time (:class:`TaskTransaction`) computes the key, opens the transaction, turns a
+committed one into a ``Cached`` state (Pending → Cached: the function does not run, as
+Prefect's CacheRetrieval rule has it), and stages the result for commit when the run
+completes.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from headwater.engine.cache_policies import DEFAULT, NO_CACHE, CacheKeyFnPolicy, CachePolicy
+from headwater.engine.cache_policies import NO_CACHE
 from headwater.engine.context import task_run_context
-from headwater.engine.result_storage import resolve_storage
+from headwater.engine.result_options import TaskResultOptions
 from headwater.engine.results import (
     PersistedResult,
     ResultRecordMetadata,
     ResultStore,
     default_result_store,
 )
-from headwater.engine.serializers import resolve_serializer
+from headwater.engine.runtime_facts import task_run_fact, template_values
 from headwater.engine.states import (
     Completed,
     Failed,
@@ -41,149 +39,44 @@ from headwater.engine.states import (
 from headwater.engine.transactions import IsolationLevel, PendingWrite, Transaction
 from headwater.engine.transitions import TransitionRecord
 from headwater.events.bus import get_bus
-from headwater.exceptions import CachePolicyWarning, SerializationError
+from headwater.exceptions import SerializationError
 from headwater.settings import get_settings
 
 if TYPE_CHECKING:
-    from headwater.engine.task_engine import TaskRunEngine
+    from headwater.engine.context import FlowRunContext, TaskRunContext
+    from headwater.engine.runs import TaskRun
+    from headwater.engine.task_definition import TaskDefinition
+
+
+class TaskAttempt(Protocol):
+    """The task run a transaction belongs to (the task engine's ``TaskRunEngine``)."""
+
+    @property
+    def task(self) -> TaskDefinition[..., Any]: ...
+
+    @property
+    def task_run(self) -> TaskRun: ...
+
+    @property
+    def flow_ctx(self) -> FlowRunContext | None: ...
+
+    @property
+    def args(self) -> tuple[Any, ...]: ...
+
+    @property
+    def kwargs(self) -> dict[str, Any]: ...
+
+    def transition(self, state: State[Any]) -> None: ...
+
+    def context(self) -> TaskRunContext: ...
+
 
 __all__ = [
-    "NOT_SET",
-    "TaskResultOptions",
     "TaskTransaction",
     "flow_persists",
     "flow_store",
     "persist_flow_result",
-    "resolve_options",
 ]
-
-NOT_SET: Any = type("NotSet", (), {"__repr__": lambda self: "NotSet"})()
-
-
-class TaskResultOptions:
-    """A task's caching and result options after Prefect's rules (fixed at decoration)."""
-
-    __slots__ = (
-        "persist_result",
-        "cache_policy",
-        "result_storage_key",
-        "result_storage",
-        "result_serializer",
-        "cache_expiration",
-        "refresh_cache",
-        "cache_result_in_memory",
-        "_store",
-    )
-
-    def __init__(
-        self,
-        *,
-        persist_result: bool | None,
-        cache_policy: CachePolicy | None,
-        result_storage_key: str | None,
-        result_storage: Any,
-        result_serializer: Any,
-        cache_expiration: datetime.timedelta | None,
-        refresh_cache: bool | None,
-        cache_result_in_memory: bool,
-    ) -> None:
-        self.persist_result = persist_result
-        self.cache_policy = cache_policy
-        self.result_storage_key = result_storage_key
-        self.result_storage = result_storage
-        self.result_serializer = result_serializer
-        self.cache_expiration = cache_expiration
-        self.refresh_cache = refresh_cache
-        self.cache_result_in_memory = cache_result_in_memory
-        self._store: ResultStore | None = None
-
-    def store(self, flow_store: ResultStore | None) -> ResultStore:
-        """Where this task's records go: its own options, else the flow's, else the default."""
-        policy = self.cache_policy
-        key_storage = getattr(policy, "key_storage", None)
-        lock_manager = getattr(policy, "lock_manager", None)
-        own = (self.result_storage, self.result_serializer, key_storage, lock_manager)
-        if own == (None, None, None, None):
-            return flow_store if flow_store is not None else default_result_store()
-        if self._store is None:
-            self._store = ResultStore(
-                key_storage if key_storage is not None else self.result_storage,
-                self.result_serializer,
-                lock_manager,
-            )
-        return self._store
-
-
-def resolve_options(
-    owner: str,
-    *,
-    cache_policy: Any,
-    cache_key_fn: Any,
-    persist_result: bool | None,
-    result_storage: Any,
-    result_serializer: Any,
-    result_storage_key: str | None,
-    cache_expiration: datetime.timedelta | None,
-    refresh_cache: bool | None,
-    cache_result_in_memory: bool,
-) -> TaskResultOptions:
-    """Apply Prefect's rules for a task's caching options (``@task`` §2.1).
-
-    Raises:
-        TypeError: a cache_policy that is not a CachePolicy, a cache_expiration that is not
-            a timedelta.
-    """
-    if cache_policy is None:
-        cache_policy = NO_CACHE
-    if cache_policy is not NOT_SET and not isinstance(cache_policy, CachePolicy):
-        raise TypeError(f"{owner}: cache_policy must be a CachePolicy, got {cache_policy!r}")
-    if cache_expiration is not None and not isinstance(cache_expiration, datetime.timedelta):
-        raise TypeError(f"{owner}: cache_expiration must be a datetime.timedelta")
-    if result_serializer is not None:
-        resolve_serializer(result_serializer)  # an unknown name fails here, not at run time
-    if result_storage is not None:
-        resolve_storage(result_storage)
-    if cache_key_fn is not None:
-        if cache_policy is not NOT_SET and cache_policy != NO_CACHE:
-            warnings.warn(
-                f"{owner} has both a cache_key_fn and a cache_policy; the cache_key_fn is used",
-                CachePolicyWarning,
-                stacklevel=4,
-            )
-        cache_policy = CacheKeyFnPolicy(cache_key_fn)
-    elif cache_policy is NOT_SET and get_settings().tasks_default_no_cache:
-        cache_policy = NO_CACHE
-    caching = cache_policy is not NOT_SET and cache_policy != NO_CACHE
-    if persist_result is None and (
-        caching
-        or result_storage_key is not None
-        or result_storage is not None
-        or result_serializer is not None
-    ):
-        persist_result = True
-    if persist_result is False:
-        if caching:
-            warnings.warn(
-                f"{owner}: the cache_policy is ignored because persist_result is False",
-                CachePolicyWarning,
-                stacklevel=4,
-            )
-        cache_policy = NO_CACHE
-    elif cache_policy is NOT_SET:
-        # Prefect's DEFAULT; it takes effect only when the result is persisted
-        cache_policy = DEFAULT if result_storage_key is None else None
-    elif result_storage_key is not None and cache_policy != NO_CACHE:
-        cache_policy = None  # the storage key is the cache key
-    return TaskResultOptions(
-        persist_result=persist_result,
-        cache_policy=cache_policy,
-        result_storage_key=result_storage_key,
-        result_storage=result_storage,
-        result_serializer=result_serializer,
-        cache_expiration=cache_expiration,
-        refresh_cache=refresh_cache,
-        cache_result_in_memory=cache_result_in_memory,
-    )
 
 
 class TaskTransaction:
@@ -191,7 +84,7 @@ class TaskTransaction:
 
     __slots__ = ("engine", "persist", "options", "store", "txn")
 
-    def __init__(self, engine: TaskRunEngine, persist: bool) -> None:
+    def __init__(self, engine: TaskAttempt, persist: bool) -> None:
         self.engine = engine
         self.persist = persist
         self.options: TaskResultOptions = engine.task.result_options
@@ -353,14 +246,10 @@ class TaskTransaction:
 
 def _format_storage_key(template: str) -> str:
     """``result_storage_key`` rendered over ``headwater.runtime`` and the parameters."""
-    from headwater import runtime
-    from headwater.runtime import task_run
-
-    values = {name: getattr(runtime, name) for name in runtime.__all__}
-    return template.format(**values, parameters=task_run.parameters)
+    return template.format(**template_values(), parameters=task_run_fact("parameters"))
 
 
-def _emit_rolled_back(engine: TaskRunEngine, txn: Transaction) -> None:
+def _emit_rolled_back(engine: TaskAttempt, txn: Transaction) -> None:
     """Publish ``headwater.task-run.RolledBack``: an event, not a state the run enters."""
     bus = get_bus()
     task_run = engine.task_run

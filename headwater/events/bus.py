@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from headwater.events._buffer import Barrier, Buffer, GapNotice
+from headwater.events.buffer import Barrier, Buffer, GapNotice
 from headwater.events.consumer import Consumer
 from headwater.events.schema import EventSource
 from headwater.events.service import get_service_loop

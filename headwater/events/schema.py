@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from headwater._ids import new_uuid
 from headwater.exceptions import InvalidEventError
+from headwater.ids import new_uuid
 
 __all__ = [
     "RESOURCE_ID",

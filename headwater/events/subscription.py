@@ -6,7 +6,7 @@ import asyncio
 import weakref
 from types import TracebackType
 
-from headwater.events._buffer import Buffer, Delivered
+from headwater.events.buffer import Buffer, Delivered
 
 __all__ = ["Subscription"]
 

@@ -1,15 +1,5 @@
-"""The current deployment. Deployments arrive in a later release: every attribute is None."""
+"""The current deployment (``prefect.runtime.deployment``): None outside a deployment's run."""
 
-from __future__ import annotations
-
-from typing import Any
+from headwater.engine.runtime_facts import deployment_fact as __getattr__  # noqa: F401
 
 __all__ = ["flow_run_id", "id", "name", "parameters", "version"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "parameters":
-        return {}
-    if name in __all__:
-        return None
-    raise AttributeError(f"headwater.runtime.deployment has no attribute {name!r}")

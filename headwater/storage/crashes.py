@@ -25,9 +25,9 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from headwater._ids import new_uuid
 from headwater.events.bus import EventBus
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
+from headwater.ids import new_uuid
 from headwater.storage.batch import write_rows
 from headwater.storage.database import Database
 from headwater.storage.rows import build_rows, format_timestamp, parse_timestamp

@@ -199,7 +199,7 @@ _BLOCKS = Migration(
     "block documents (secret fields encrypted inside data) and variables",
     (
         # data: the block's fields as JSON; a secret field's value is {"$encrypted": <token>},
-        # a Fernet token made with the key file beside the database (headwater.blocks._crypto).
+        # a Fernet token made with the key file beside the database (headwater.blocks.crypto).
         """
         CREATE TABLE block_documents (
             id TEXT PRIMARY KEY NOT NULL,

@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from headwater.concurrency._tasks import invalidate_tag_cache  # noqa: E402
+from headwater.concurrency.task_slots import invalidate_tag_cache  # noqa: E402
 from headwater.settings import temporary_settings  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import time
 
 
 def main(argv: list[str]) -> None:
-    from headwater.concurrency import _acquire
+    from headwater.concurrency import acquire
     from headwater.concurrency.sync import concurrency
 
     mode, name = argv[0], argv[1]
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
         return
     ready, lease = argv[2], float(argv[3])
     if len(argv) > 4:
-        _acquire._HOSTNAME = argv[4]
+        acquire._HOSTNAME = argv[4]
     with concurrency(name, lease_duration=lease):
         with open(ready, "w") as file:
             file.write("holding\n")

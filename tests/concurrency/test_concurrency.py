@@ -13,7 +13,7 @@ import pytest
 
 from headwater.concurrency import (
     ConcurrencyLeaseHolder,
-    _acquire,
+    acquire,
     create_concurrency_limit,
     read_concurrency_limit,
     reset_concurrency_limit,
@@ -31,8 +31,8 @@ def used(name: str) -> int:
 @pytest.fixture
 def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make cross-process polling so slow that only an in-process wake-up can end a wait."""
-    monkeypatch.setattr(_acquire, "_POLL_FIRST_INTERVAL", 3600.0)
-    monkeypatch.setattr(_acquire, "POLL_MAX_INTERVAL", 3600.0)
+    monkeypatch.setattr(acquire, "_POLL_FIRST_INTERVAL", 3600.0)
+    monkeypatch.setattr(acquire, "POLL_MAX_INTERVAL", 3600.0)
 
 
 def test_slots_are_taken_and_given_back(home: Path) -> None:

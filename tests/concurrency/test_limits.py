@@ -139,7 +139,7 @@ def test_reading_releases_slots_nobody_holds(home: Path) -> None:
     import subprocess
     import time
 
-    from headwater.concurrency._slots import LeaseRequest, try_acquire
+    from headwater.concurrency.slots import LeaseRequest, try_acquire
     from headwater.storage.sync_connection import get_sync_connection
 
     create_concurrency_limit("db", 5)

@@ -16,8 +16,9 @@ from headwater.concurrency import (
     delete_concurrency_limit,
     read_concurrency_limit,
 )
-from headwater.concurrency._tasks import _NO_SLOTS, acquire_task_slots
+from headwater.concurrency.task_slots import acquire_task_slots
 from headwater.engine.runs import TaskRun
+from headwater.engine.task_slots import NO_SLOTS
 from headwater.exceptions import ConcurrencySlotAcquisitionError
 from headwater.settings import temporary_settings
 
@@ -157,9 +158,9 @@ def test_a_limit_made_in_this_process_applies_at_once(home: Path) -> None:
 def test_untagged_and_unlimited_task_runs_touch_no_database(tmp_path: Path) -> None:
     with temporary_settings(home=tmp_path, database_url=None, events_enabled=False):
         untagged = TaskRun("key", "t", "t-0", (), None)
-        assert acquire_task_slots(untagged) is _NO_SLOTS
+        assert acquire_task_slots(untagged) is NO_SLOTS
         tagged = TaskRun("key", "t", "t-0", ("etl",), None)
         with acquire_task_slots(tagged):
             pass
-        assert acquire_task_slots(tagged) is _NO_SLOTS  # the answer is cached
+        assert acquire_task_slots(tagged) is NO_SLOTS  # the answer is cached
     assert not (tmp_path / "headwater.db").exists()

@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from headwater._ids import new_uuid
 from headwater.engine.states import StateType
 from headwater.engine.transitions import RunIdentity, StateSnapshot, TransitionRecord, jsonable
 from headwater.events.schema import Event, events_decoder_hook
+from headwater.ids import new_uuid
 
 UTC = datetime.timezone.utc
 

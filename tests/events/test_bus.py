@@ -14,10 +14,10 @@ from typing import Any
 import anyio
 import pytest
 
-from headwater._ids import uuid_from_int
 from headwater.events.bus import EventBus, GapNotice, get_bus
 from headwater.events.schema import RESOURCE_ID, Event
 from headwater.events.service import get_service_loop
+from headwater.ids import uuid_from_int
 
 _EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 

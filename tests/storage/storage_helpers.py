@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from headwater._ids import new_uuid
 from headwater.events.schema import Event
+from headwater.ids import new_uuid
 
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
 FLOW_STATES = (("Pending", "PENDING"), ("Running", "RUNNING"), ("Completed", "COMPLETED"))

@@ -8,15 +8,24 @@ rows; the newest is the one ``Artifact.get(key)`` returns (Prefect's "collection
 from __future__ import annotations
 
 import datetime
+import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import msgspec
+
+from headwater.exceptions import InvalidArtifactError
+from headwater.settings import get_settings
+from headwater.storage.sqlite import database_path
+from headwater.storage.sync_connection import get_sync_connection
 
 __all__ = [
     "Artifact",
+    "check_key",
     "insert_artifact",
     "latest_by_key",
     "list_artifacts",
@@ -24,7 +33,23 @@ __all__ = [
     "update_artifact",
 ]
 
+_KEY = re.compile(r"[a-z0-9-]+")
 _COLUMNS = "id, key, type, description, data, flow_run_id, task_run_id, created, updated"
+
+
+def check_key(key: str | None) -> str | None:
+    """Return ``key`` if it is None or lowercase letters, digits and dashes.
+
+    Raises:
+        InvalidArtifactError: (a ValueError) naming the bad key.
+    """
+    if key is None:
+        return None
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise InvalidArtifactError(
+            f"artifact key {key!r} is not valid: use only lowercase letters, digits and dashes"
+        )
+    return key
 
 
 class Artifact(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,16 +81,17 @@ class Artifact(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def get(cls, key: str) -> Artifact | None:
         """The newest artifact with ``key``, or None when there is none."""
-        from headwater._artifacts.api import get_artifact
-
-        return get_artifact(key)
+        check_key(key)
+        if not database_path(get_settings()).exists():
+            return None  # nothing was ever stored: do not create a database to say so
+        with get_sync_connection().read() as connection:
+            return latest_by_key(connection, key)
 
     @classmethod
     async def aget(cls, key: str) -> Artifact | None:
         """Async twin of :meth:`get`."""
-        from headwater._artifacts.api import aget_artifact
-
-        return await aget_artifact(key)
+        check_key(key)
+        return await anyio.to_thread.run_sync(cls.get, key)
 
 
 def _uuid(text: str | None) -> uuid.UUID | None:

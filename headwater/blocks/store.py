@@ -17,9 +17,9 @@ from typing import TypeVar
 import aiosqlite
 import msgspec
 
-from headwater._ids import new_uuid
 from headwater.events.service import get_service_loop
 from headwater.exceptions import BlockAlreadyExistsError
+from headwater.ids import new_uuid
 from headwater.storage.database import Database, open_database
 
 __all__ = [

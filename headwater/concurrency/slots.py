@@ -2,7 +2,7 @@
 
 Every function takes a ``sqlite3`` connection inside a ``BEGIN IMMEDIATE`` transaction and
 the current time as a Unix timestamp. A limit's use is recomputed from live leases and
-undrained rate-limit slots on every attempt (see :mod:`headwater.concurrency._store`).
+undrained rate-limit slots on every attempt (see :mod:`headwater.concurrency.store`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.concurrency._store import decayed, select_limits, timestamp_text
+from headwater.concurrency.store import decayed, select_limits, timestamp_text
 from headwater.exceptions import ConcurrencySlotAcquisitionError
 
 __all__ = [

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 import requests
-from blocks_helpers import Receiver
+from notification_helpers import Receiver
 from support import EventLog
 
-from headwater.blocks import _network
 from headwater.blocks.notifications import (
     AppriseNotificationBlock,
     CustomWebhookNotificationBlock,
@@ -18,6 +17,7 @@ from headwater.blocks.notifications import (
 )
 from headwater.events import Event, get_bus
 from headwater.exceptions import NotificationError
+from headwater.notifications import network
 
 PUBLIC = "93.184.216.34"
 
@@ -48,16 +48,16 @@ def failures(events: EventLog) -> list[Event]:
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:
-    assert _network.is_public_address(address) is public
+    assert network.is_public_address(address) is public
 
 
 def test_first_private_address(fake_dns: Callable[[str, Any], None]) -> None:
     fake_dns("inside.example", ("10.0.0.7", None))
     fake_dns("outside.example", (PUBLIC, None))
-    assert _network.first_private_address("127.0.0.1") == "127.0.0.1"
-    assert _network.first_private_address("inside.example", 443) == "10.0.0.7"
-    assert _network.first_private_address("outside.example") is None
-    assert _network.first_private_address("does-not-resolve.invalid") is None
+    assert network.first_private_address("127.0.0.1") == "127.0.0.1"
+    assert network.first_private_address("inside.example", 443) == "10.0.0.7"
+    assert network.first_private_address("outside.example") is None
+    assert network.first_private_address("does-not-resolve.invalid") is None
 
 
 def test_apprise_url_to_loopback_is_refused_before_any_request(
@@ -111,7 +111,7 @@ def test_apprise_plugins_are_guarded_at_connect_time_too(
 
 
 def test_the_guard_only_acts_inside_its_context(receiver: Receiver) -> None:
-    with _network.refuse_private_addresses() as guard, pytest.raises(requests.ConnectionError):
+    with network.refuse_private_addresses() as guard, pytest.raises(requests.ConnectionError):
         requests.get(receiver.url, timeout=5)
     assert guard.refused == ["127.0.0.1"]
     response = requests.get(receiver.url, timeout=5)  # installed, but inactive here
@@ -122,11 +122,11 @@ def test_the_guard_only_acts_inside_its_context(receiver: Receiver) -> None:
 def test_the_guard_covers_any_socket_not_only_http(receiver: Receiver) -> None:
     import socket
 
-    with _network.refuse_private_addresses() as guard:
-        with pytest.raises(_network.PrivateAddressRefused):
+    with network.refuse_private_addresses() as guard:
+        with pytest.raises(network.PrivateAddressRefused):
             socket.create_connection(("127.0.0.1", receiver.port), timeout=5)
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with udp, pytest.raises(_network.PrivateAddressRefused):
+        with udp, pytest.raises(network.PrivateAddressRefused):
             udp.sendto(b"x", ("127.0.0.1", 9))
     assert guard.refused == ["127.0.0.1", "127.0.0.1"]
     assert receiver.requests == []

@@ -4,10 +4,10 @@ URL, and a custom webhook.
 Every block has ``notify(body, subject=None)`` and its async twin ``anotify``. A delivery is
 tried a few times with backoff, then reported as a ``headwater.notification.sent`` or
 ``.failed`` event; it never raises into the caller, except inside
-``with block.raise_on_failure():`` (see :mod:`headwater.blocks._delivery`). The sending is
+``with block.raise_on_failure():`` (see :mod:`headwater.notifications.delivery`). The sending is
 blocking (apprise, ``requests``) and runs in a worker thread under ``anotify``, never on the
 event loop. With ``allow_private_urls=False`` a delivery to a loopback, private or otherwise
-non-public address is refused (see :mod:`headwater.blocks._network`).
+non-public address is refused (see :mod:`headwater.notifications.network`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from headwater.blocks import _apprise, _network, _templates
-from headwater.blocks._core import Block
-from headwater.blocks._delivery import (
+from headwater.blocks.block import Block
+from headwater.blocks.fields import SecretDict, SecretStr
+from headwater.exceptions import InvalidBlockError, UnknownPlaceholderError
+from headwater.notifications import apprise_adapter, network
+from headwater.notifications.delivery import (
     DeliveryFailure,
     adeliver,
     deliver,
@@ -30,8 +32,7 @@ from headwater.blocks._delivery import (
     raising,
     url_fragments,
 )
-from headwater.blocks.fields import SecretDict, SecretStr
-from headwater.exceptions import InvalidBlockError, UnknownPlaceholderError
+from headwater.notifications.templates import placeholders, render
 
 __all__ = [
     "NotificationBlock",
@@ -91,17 +92,17 @@ class NotificationBlock(Block, kw_only=True):
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def _guarded(self, url: str) -> Iterator[_network.ConnectionGuard | None]:
+    def _guarded(self, url: str) -> Iterator[network.ConnectionGuard | None]:
         """Refuse non-public destinations when asked: now, and at every connection."""
         if self.allow_private_urls:
             yield None
             return
         destination = _destination(url)
         if destination is not None:
-            refused = _network.first_private_address(*destination)
+            refused = network.first_private_address(*destination)
             if refused is not None:
                 raise DeliveryFailure(_refusal(refused), retryable=False)
-        with _network.refuse_private_addresses() as guard:
+        with network.refuse_private_addresses() as guard:
             yield guard
 
 
@@ -126,7 +127,7 @@ class AbstractAppriseNotificationBlock(NotificationBlock, kw_only=True):
     def _send(self, body: str, subject: str | None) -> None:
         with self._guarded(self._user_url()) as guard:
             try:
-                _apprise.send(self._apprise_url(), body, subject or "", self.notify_type)
+                apprise_adapter.send(self._apprise_url(), body, subject or "", self.notify_type)
             except DeliveryFailure:
                 if guard is not None and guard.refused:
                     raise DeliveryFailure(_refusal(guard.refused[0]), retryable=False) from None
@@ -139,7 +140,7 @@ class AbstractAppriseNotificationBlock(NotificationBlock, kw_only=True):
         return url_fragments(self._user_url()) + url_fragments(self._apprise_url())
 
     def _check_url(self) -> None:
-        if _apprise.instantiate(self._apprise_url()) is None:
+        if apprise_adapter.instantiate(self._apprise_url()) is None:
             raise InvalidBlockError(f"{type(self).__name__}.url is not a URL apprise supports")
 
 
@@ -176,7 +177,7 @@ class SlackWebhook(AbstractAppriseNotificationBlock, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        plugin = _apprise.instantiate(self._apprise_url())
+        plugin = apprise_adapter.instantiate(self._apprise_url())
         if plugin is None or type(plugin).__name__ != "NotifySlack":
             raise InvalidBlockError(
                 "SlackWebhook.url is not a Slack webhook URL; expected "
@@ -206,7 +207,7 @@ class MicrosoftTeamsWebhook(AbstractAppriseNotificationBlock, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        converted = _apprise.workflows_url(
+        converted = apprise_adapter.workflows_url(
             self.url.get_secret_value(), include_image=self.include_image, wrap=self.wrap
         )
         if converted is None:
@@ -265,7 +266,7 @@ class CustomWebhookNotificationBlock(NotificationBlock, kw_only=True):
             raise InvalidBlockError("CustomWebhookNotificationBlock.url must be an http(s) URL")
         allowed = sorted({"subject", "body", "name", *self.secrets.keys()})
         templates = [self.url, self.params, self.json_data, self.form_data, self.headers]
-        for used in sorted(_templates.placeholders([*templates, self.cookies])):
+        for used in sorted(placeholders([*templates, self.cookies])):
             if used not in allowed:
                 raise UnknownPlaceholderError(used, allowed)
         if not (self.timeout > 0):
@@ -274,15 +275,18 @@ class CustomWebhookNotificationBlock(NotificationBlock, kw_only=True):
     def _request(self, body: str, subject: str | None) -> dict[str, Any]:
         values: dict[str, Any] = self.secrets.get_secret_value()
         values.update(subject="null" if subject is None else subject, body=body, name=self.name)
-        headers = {"User-Agent": _apprise.APP_ID, **_templates.render(self.headers or {}, values)}
+        headers = {
+            "User-Agent": apprise_adapter.APP_ID,
+            **render(self.headers or {}, values),
+        }
         return {
             "method": self.method,
-            "url": _templates.render(self.url, values),
-            "params": _templates.render(self.params, values),
-            "json": _templates.render(self.json_data, values),
-            "data": _templates.render(self.form_data, values),
+            "url": render(self.url, values),
+            "params": render(self.params, values),
+            "json": render(self.json_data, values),
+            "data": render(self.form_data, values),
             "headers": headers,
-            "cookies": _templates.render(self.cookies, values),
+            "cookies": render(self.cookies, values),
         }
 
     def _send(self, body: str, subject: str | None) -> None:

@@ -3,7 +3,7 @@
 Every function takes an open ``sqlite3`` connection already inside the right transaction
 (see :class:`~headwater.storage.sync_connection.SyncConnection`) and the current time as a
 Unix timestamp, so the decisions are plain functions of the stored rows and a clock; taking
-and giving back slots is in :mod:`headwater.concurrency._slots`.
+and giving back slots is in :mod:`headwater.concurrency.slots`.
 
 A limit's use is never a stored counter, so it cannot leak or drift: it is the sum of the
 slots of the *unexpired* leases on it (rows of ``concurrency_slots``) plus what is left of

@@ -1,22 +1,20 @@
-"""The README's demo: an async flow with fan-out, a retry and a failure, watched live.
+"""The README's demo flow: fan-out, a retry and a failure; imported when the demo runs.
 
-Run it with ``headwater demo`` or ``python -m headwater.demo``. Nothing to start first: the
-events are printed by a consumer on headwater's own bus as the run goes, and the table of
-runs at the end is read back from the run history database.
+Kept apart from :mod:`headwater.cli.demo` so that the CLI defines no flow (which reads the
+settings) until the demo is asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
 from headwater import allow_failure, flow, get_run_logger, task
 from headwater.events import Event, get_bus
 
-__all__ = ["SOURCES", "main", "nightly_etl", "run_demo"]
+__all__ = ["SOURCES", "nightly_etl", "run_demo"]
 
 _attempts: dict[str, int] = {}
 
@@ -78,26 +76,3 @@ def run_demo(on_event: Callable[[Event], None]) -> uuid.UUID | None:
     finally:
         consumer.close()
     return flow_run_ids[0] if flow_run_ids else None
-
-
-def main(out: TextIO | None = None) -> int:
-    """Run the demo, printing every event as it happens, then the runs from the database.
-
-    The same as ``headwater demo``; kept here because the README runs
-    ``python -m headwater.demo``.
-    """
-    from headwater.cli.demo import show_demo
-    from headwater.cli.errors import exit_code_for, message_for
-
-    try:
-        return show_demo(out)
-    except Exception as exc:
-        code = exit_code_for(exc)
-        if code is None:
-            raise
-        print(message_for(exc), file=sys.stderr)
-        return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,7 +4,7 @@
 ``Variable.unset("region")``, with async twins ``aset``/``aget``/``aunset``. Names are at
 most 255 lowercase letters, digits, ``_`` and ``-``; a value is any JSON of at most 5000
 characters once serialised. Variables are not secrets and are not encrypted: use a
-:class:`~headwater.blocks.system.Secret` for those. Each change is an event
+:class:`~headwater.blocks.secret.Secret` for those. Each change is an event
 (``headwater.variable.created/updated/deleted``) carrying the name and tags, not the value.
 """
 
@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from headwater._ids import new_uuid
-from headwater.blocks import _store
+from headwater.blocks import store as block_store
 from headwater.events.emit import emit_event
 from headwater.exceptions import VariableError
+from headwater.ids import new_uuid
 from headwater.storage.database import Database
 
 __all__ = ["Variable"]
@@ -49,12 +49,12 @@ class Variable(msgspec.Struct, kw_only=True):
     @classmethod
     def get(cls, name: str, default: Any = None) -> Any:
         """The value of variable ``name``, or ``default`` when there is none."""
-        return _store.run_sync(_get_with(_checked_name(name), default))
+        return block_store.run_sync(_get_with(_checked_name(name), default))
 
     @classmethod
     async def aget(cls, name: str, default: Any = None) -> Any:
         """Async twin of :meth:`get`."""
-        return await _store.run_async(_get_with(_checked_name(name), default))
+        return await block_store.run_async(_get_with(_checked_name(name), default))
 
     @classmethod
     def set(
@@ -66,24 +66,24 @@ class Variable(msgspec.Struct, kw_only=True):
             VariableError: (a ValueError) a bad name, a value that is not JSON or is longer
                 than 5000 characters serialised, or an existing name without overwrite.
         """
-        return _store.run_sync(_set_with(_build(name, value, tags), overwrite))
+        return block_store.run_sync(_set_with(_build(name, value, tags), overwrite))
 
     @classmethod
     async def aset(
         cls, name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False
     ) -> Variable:
         """Async twin of :meth:`set`."""
-        return await _store.run_async(_set_with(_build(name, value, tags), overwrite))
+        return await block_store.run_async(_set_with(_build(name, value, tags), overwrite))
 
     @classmethod
     def unset(cls, name: str) -> bool:
         """Delete variable ``name``; True if it existed."""
-        return _store.run_sync(_unset_with(_checked_name(name)))
+        return block_store.run_sync(_unset_with(_checked_name(name)))
 
     @classmethod
     async def aunset(cls, name: str) -> bool:
         """Async twin of :meth:`unset`."""
-        return await _store.run_async(_unset_with(_checked_name(name)))
+        return await block_store.run_async(_unset_with(_checked_name(name)))
 
 
 def _checked_name(name: Any) -> str:
@@ -143,7 +143,7 @@ def _set_with(
             "SELECT id FROM variables WHERE name = ?", (variable.name,)
         ) as cursor:
             row = await cursor.fetchone()
-        stamp = _store.now_text()
+        stamp = block_store.now_text()
         if row is None:
             variable_id = new_uuid()
             await connection.execute(

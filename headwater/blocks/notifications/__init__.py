@@ -1,6 +1,9 @@
-"""Notification blocks (``prefect.blocks.notifications``)."""
+"""Notification blocks at Prefect's path (``prefect.blocks.notifications``).
 
-from headwater.blocks._notifications import (
+The implementation is :mod:`headwater.notifications`; this face only hands its names on.
+"""
+
+from headwater.notifications import (
     AbstractAppriseNotificationBlock,
     AppriseNotificationBlock,
     CustomWebhookNotificationBlock,

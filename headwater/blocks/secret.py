@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from headwater.blocks._core import Block
+from headwater.blocks.block import Block
 from headwater.blocks.fields import SecretStr
 from headwater.exceptions import InvalidBlockError
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blocks_helpers import Receiver, make_certificates
+from notification_helpers import Receiver, make_certificates
 from support import EventLog
 
-from headwater.blocks import Block, _apprise
+from headwater.blocks import Block
 from headwater.blocks.notifications import (
     AppriseNotificationBlock,
     CustomWebhookNotificationBlock,
@@ -21,6 +21,7 @@ from headwater.blocks.notifications import (
 )
 from headwater.events import Event, get_bus
 from headwater.exceptions import InvalidBlockError, NotificationError, UnknownPlaceholderError
+from headwater.notifications import apprise_adapter
 
 TOKEN = "s3cr3t-t0ken-value"
 SLACK_URL = "https://hooks.slack.com/services/T0AAAA/B0BBBB/XsecretXsecretXsecret"
@@ -240,13 +241,13 @@ async def test_anotify_sends_off_the_event_loop(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[int] = []
-    real_send = _apprise.send
+    real_send = apprise_adapter.send
 
     def spying_send(*args: Any) -> None:
         threads.append(threading.get_ident())
         real_send(*args)
 
-    monkeypatch.setattr(_apprise, "send", spying_send)
+    monkeypatch.setattr(apprise_adapter, "send", spying_send)
     await AppriseNotificationBlock(url=f"json://127.0.0.1:{receiver.port}/").anotify("async")
     await webhook(receiver).anotify("async too")
     assert threads and threading.get_ident() not in threads

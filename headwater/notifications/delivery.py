@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -31,11 +31,9 @@ from headwater.events.emit import emit_event
 from headwater.exceptions import NotificationError
 from headwater.settings import get_settings
 
-if TYPE_CHECKING:
-    from headwater.blocks._notifications import NotificationBlock
-
 __all__ = [
     "DeliveryFailure",
+    "Notifier",
     "adeliver",
     "backoff_delays",
     "deliver",
@@ -46,6 +44,23 @@ __all__ = [
 ]
 
 logger = logging.getLogger("headwater.notifications")
+
+
+class Notifier(Protocol):
+    """What delivery needs of a notification block: who it is, and what it must not leak."""
+
+    @property
+    def _block_document_id(self) -> object: ...
+
+    @property
+    def _block_document_name(self) -> str | None: ...
+
+    def get_block_type_slug(self) -> str: ...
+
+    def _secret_fragments(self) -> list[str]: ...
+
+    def _masked_target(self) -> str: ...
+
 
 MASKED = "***"
 # Schemes whose host part is where the request goes (not a token, as in slack://TA/TB/TC).
@@ -135,7 +150,7 @@ def raising(block: object) -> Iterator[None]:
         _raising.reset(token)
 
 
-def deliver(block: NotificationBlock, send: Callable[[], None]) -> None:
+def deliver(block: Notifier, send: Callable[[], None]) -> None:
     """Call the blocking ``send`` until it succeeds or gives up, sleeping between tries."""
     settings = get_settings()
     delays = backoff_delays(
@@ -159,7 +174,7 @@ def deliver(block: NotificationBlock, send: Callable[[], None]) -> None:
         return
 
 
-async def adeliver(block: NotificationBlock, send: Callable[[], None]) -> None:
+async def adeliver(block: Notifier, send: Callable[[], None]) -> None:
     """Async twin of :func:`deliver`: ``send`` runs in a worker thread, never on the loop."""
     settings = get_settings()
     delays = backoff_delays(
@@ -231,7 +246,7 @@ def _as_failure(exc: Exception) -> DeliveryFailure:
     return DeliveryFailure(f"{type(exc).__name__}: {exc}"[:500], retryable=False)
 
 
-def _log_retry(block: NotificationBlock, attempt: int, delay: float) -> None:
+def _log_retry(block: Notifier, attempt: int, delay: float) -> None:
     logger.debug(
         "%s notification attempt %d failed; retrying in %.2f s",
         block.get_block_type_slug(),
@@ -240,7 +255,7 @@ def _log_retry(block: NotificationBlock, attempt: int, delay: float) -> None:
     )
 
 
-def _resource(block: NotificationBlock) -> tuple[dict[str, str], list[Mapping[str, str]]]:
+def _resource(block: Notifier) -> tuple[dict[str, str], list[Mapping[str, str]]]:
     slug = block.get_block_type_slug()
     block_type = {
         "headwater.resource.id": f"headwater.block-type.{slug}",
@@ -257,7 +272,7 @@ def _resource(block: NotificationBlock) -> tuple[dict[str, str], list[Mapping[st
     return resource, [{**block_type, "headwater.resource.role": "block-type"}]
 
 
-def _report_success(block: NotificationBlock, attempts: int) -> None:
+def _report_success(block: Notifier, attempts: int) -> None:
     resource, related = _resource(block)
     emit_event(
         "headwater.notification.sent",
@@ -271,7 +286,7 @@ def _report_success(block: NotificationBlock, attempts: int) -> None:
     )
 
 
-def _report_failure(block: NotificationBlock, attempts: int, reason: str) -> None:
+def _report_failure(block: Notifier, attempts: int, reason: str) -> None:
     slug = block.get_block_type_slug()
     reason = scrub(reason, block._secret_fragments())
     target = block._masked_target()

@@ -3,7 +3,7 @@
 :class:`SlotRequest` makes the attempt (a blocking call: sync callers make it in their own
 thread, async callers in a worker thread). :func:`acquire_sync` and :func:`acquire_async`
 drive the attempts: after a failed one they wait until a slot is released in this process
-(:class:`~headwater.concurrency._leases.SlotSignals`), decaying slots make room, or the next
+(:class:`~headwater.concurrency.leases.SlotSignals`), decaying slots make room, or the next
 poll for releases by other processes, whichever comes first. Polls back off from 10 ms to
 :data:`POLL_MAX_INTERVAL`.
 """
@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 import msgspec
 
-from headwater.concurrency._leases import get_keeper, get_signals, logger
-from headwater.concurrency._slots import Acquired, Blocked, LeaseRequest, release, try_acquire
+from headwater.concurrency.leases import get_keeper, get_signals, logger
+from headwater.concurrency.slots import Acquired, Blocked, LeaseRequest, release, try_acquire
 from headwater.exceptions import ConcurrencySlotAcquisitionError, ConcurrencySlotTimeoutError
 
 __all__ = [

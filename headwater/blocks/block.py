@@ -23,13 +23,14 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from headwater.blocks import _crypto, _store
+from headwater.blocks import crypto, store
 from headwater.blocks.fields import MASK, SecretDict, SecretStr
+from headwater.blocks.store import BlockDocument
 from headwater.events.emit import emit_event
 from headwater.exceptions import BlockKeyError, BlockNotFoundError, InvalidBlockError
 from headwater.storage.database import Database
 
-__all__ = ["Block", "aread_block_documents", "read_block_documents"]
+__all__ = ["Block", "BlockDocument", "aread_block_documents", "read_block_documents"]
 
 B = TypeVar("B", bound="Block")
 T = TypeVar("T")
@@ -40,11 +41,11 @@ _SECRET_TYPES = (SecretStr, SecretDict)
 # Built-in block types, imported on first use so that Block.load("slack-webhook/x") works
 # without importing apprise for programs that never notify.
 _BUILTIN_MODULES = {
-    "secret": "headwater.blocks.system",
-    "slack-webhook": "headwater.blocks.notifications",
-    "ms-teams-webhook": "headwater.blocks.notifications",
-    "custom-webhook": "headwater.blocks.notifications",
-    "apprise": "headwater.blocks.notifications",
+    "secret": "headwater.blocks.secret",
+    "slack-webhook": "headwater.notifications",
+    "ms-teams-webhook": "headwater.notifications",
+    "custom-webhook": "headwater.notifications",
+    "apprise": "headwater.notifications",
 }
 
 
@@ -155,11 +156,11 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
             BlockAlreadyExistsError: (a ValueError) the name is taken and overwrite is False.
             BlockKeyError: the key file that encrypts secrets is unsafe or unreadable.
         """
-        return _store.run_sync(self._save_with(name, overwrite))
+        return store.run_sync(self._save_with(name, overwrite))
 
     async def asave(self, name: str, overwrite: bool = False) -> uuid.UUID:
         """Async twin of :meth:`save`."""
-        return await _store.run_async(self._save_with(name, overwrite))
+        return await store.run_async(self._save_with(name, overwrite))
 
     def _save_with(self, name: str, overwrite: bool) -> Callable[[Database], Awaitable[uuid.UUID]]:
         slug = self._block_type_slug
@@ -168,7 +169,7 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         async def work(database: Database) -> uuid.UUID:
             # The key file may be created (written and synced): not on the event loop.
             data = await anyio.to_thread.run_sync(self._stored_data)
-            document_id, created = await _store.write_document(
+            document_id, created = await store.write_document(
                 database, slug, name, data, overwrite=overwrite
             )
             self.__dict__["_document_id"] = document_id
@@ -184,10 +185,10 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         for field in msgspec.structs.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, _SECRET_TYPES):
-                fernet = fernet or _crypto.load_fernet(create=True)
+                fernet = fernet or crypto.load_fernet(create=True)
                 assert fernet is not None
                 plaintext = msgspec.json.encode(value.get_secret_value())
-                data[field.name] = {_ENCRYPTED: _crypto.encrypt(fernet, plaintext)}
+                data[field.name] = {_ENCRYPTED: crypto.encrypt(fernet, plaintext)}
             else:
                 data[field.name] = msgspec.to_builtins(value, enc_hook=_nested_secret)
         return msgspec.json.encode(data).decode()
@@ -203,13 +204,13 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
             BlockKeyError: its secrets cannot be decrypted with the key file.
         """
         slug, name = cls._resolve(name)
-        return _store.run_sync(cls._load_with(slug, name))
+        return store.run_sync(cls._load_with(slug, name))
 
     @classmethod
     async def aload(cls: type[B], name: str) -> B:
         """Async twin of :meth:`load`."""
         slug, name = cls._resolve(name)
-        return await _store.run_async(cls._load_with(slug, name))
+        return await store.run_async(cls._load_with(slug, name))
 
     @classmethod
     def load_from_id(cls: type[B], block_document_id: uuid.UUID | str) -> B:
@@ -218,12 +219,12 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         Raises:
             BlockNotFoundError: no document has this id (or it is not of this type).
         """
-        return _store.run_sync(cls._load_by_id_with(_uuid(block_document_id)))
+        return store.run_sync(cls._load_by_id_with(_uuid(block_document_id)))
 
     @classmethod
     async def aload_from_id(cls: type[B], block_document_id: uuid.UUID | str) -> B:
         """Async twin of :meth:`load_from_id`."""
-        return await _store.run_async(cls._load_by_id_with(_uuid(block_document_id)))
+        return await store.run_async(cls._load_by_id_with(_uuid(block_document_id)))
 
     @classmethod
     def _resolve(cls, name: str) -> tuple[str, str]:
@@ -244,7 +245,7 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
     @classmethod
     def _load_with(cls: type[B], slug: str, name: str) -> Callable[[Database], Awaitable[B]]:
         async def work(database: Database) -> B:
-            row = await _store.read_document(database, slug, name)
+            row = await store.read_document(database, slug, name)
             if row is None:
                 raise BlockNotFoundError(f"no {slug} block named {name!r}")
             return await anyio.to_thread.run_sync(cls._from_row, row)
@@ -256,7 +257,7 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         cls: type[B], document_id: uuid.UUID
     ) -> Callable[[Database], Awaitable[B]]:
         async def work(database: Database) -> B:
-            row = await _store.read_document_by_id(database, document_id)
+            row = await store.read_document_by_id(database, document_id)
             if row is None or (cls is not Block and row.block_type != cls._block_type_slug):
                 kind = "block" if cls is Block else f"{cls._block_type_slug} block"
                 raise BlockNotFoundError(f"no {kind} with id {document_id}")
@@ -265,21 +266,21 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         return work
 
     @classmethod
-    def _from_row(cls: type[B], row: _store.BlockDocumentRow) -> B:
+    def _from_row(cls: type[B], row: store.BlockDocumentRow) -> B:
         target = _block_class(row.block_type) if cls is Block else cls
         data = msgspec.json.decode(row.data)
         fernet = None
         for key, value in data.items():
             if isinstance(value, dict) and set(value) == {_ENCRYPTED}:
-                fernet = fernet or _crypto.load_fernet(create=False)
+                fernet = fernet or crypto.load_fernet(create=False)
                 what = f"{row.block_type} block {row.name!r}"
                 if fernet is None:
                     raise BlockKeyError(
-                        str(_crypto.key_path()),
+                        str(crypto.key_path()),
                         f"is missing, so the secret fields of the {what} cannot be decrypted",
                     )
                 data[key] = msgspec.json.decode(
-                    _crypto.decrypt(fernet, value[_ENCRYPTED], what=what)
+                    crypto.decrypt(fernet, value[_ENCRYPTED], what=what)
                 )
         try:
             block = msgspec.convert(data, target, dec_hook=_dec_hook)
@@ -302,18 +303,18 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
             BlockNotFoundError: there is no such document.
         """
         slug, name = cls._resolve(name)
-        _store.run_sync(_delete_with(slug, name))
+        store.run_sync(_delete_with(slug, name))
 
     @classmethod
     async def adelete(cls, name: str) -> None:
         """Async twin of :meth:`delete`."""
         slug, name = cls._resolve(name)
-        await _store.run_async(_delete_with(slug, name))
+        await store.run_async(_delete_with(slug, name))
 
 
 def _delete_with(slug: str, name: str) -> Callable[[Database], Awaitable[None]]:
     async def work(database: Database) -> None:
-        document_id = await _store.delete_document(database, slug, name)
+        document_id = await store.delete_document(database, slug, name)
         if document_id is None:
             raise BlockNotFoundError(f"no {slug} block named {name!r}")
         _emit_change("deleted", document_id, slug, name)
@@ -373,11 +374,11 @@ def _emit_change(action: str, document_id: uuid.UUID, slug: str, name: str) -> N
     )
 
 
-def read_block_documents(block_type: str | None = None) -> list[_store.BlockDocument]:
+def read_block_documents(block_type: str | None = None) -> list[BlockDocument]:
     """Every saved block (of one type slug, if given), by type then name; never their data."""
-    return _store.run_sync(functools.partial(_store.list_documents, block_type=block_type))
+    return store.run_sync(functools.partial(store.list_documents, block_type=block_type))
 
 
-async def aread_block_documents(block_type: str | None = None) -> list[_store.BlockDocument]:
+async def aread_block_documents(block_type: str | None = None) -> list[BlockDocument]:
     """Async twin of :func:`read_block_documents`."""
-    return await _store.run_async(functools.partial(_store.list_documents, block_type=block_type))
+    return await store.run_async(functools.partial(store.list_documents, block_type=block_type))

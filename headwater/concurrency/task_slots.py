@@ -5,7 +5,8 @@ per-task hot path. A task run without tags, or whose tags have no limit, must co
 nothing: the set of limited tags is cached in memory and reread at most every
 :data:`TAG_CACHE_TTL` seconds (at once after a limit is changed in this process), and in
 that case the function returns a shared no-op context manager without touching the
-database. This module imports nothing heavy: the engine imports it.
+database. This module imports nothing heavy: ``import headwater`` installs it as the engine's
+:mod:`~headwater.engine.task_slots` provider.
 
 A task run waiting for a slot stays Pending (as in Prefect, where ``AwaitingConcurrencySlot``
 is for deployments) and logs one INFO line saying what it waits for.
@@ -18,11 +19,12 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from headwater.engine.task_slots import NO_SLOTS, NoSlots
 from headwater.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from headwater.concurrency._acquire import Holding, SlotRequest
-    from headwater.concurrency._slots import Blocked
+    from headwater.concurrency.acquire import Holding, SlotRequest
+    from headwater.concurrency.slots import Blocked
     from headwater.engine.runs import TaskRun
 
 __all__ = ["TAG_CACHE_TTL", "TaskSlots", "acquire_task_slots", "invalidate_tag_cache"]
@@ -69,7 +71,7 @@ class _TagCache:
         try:
             # No database file: no limits, and no reason to create one for a task run.
             if database_path(settings).exists():
-                from headwater.concurrency._store import limited_tags
+                from headwater.concurrency.store import limited_tags
                 from headwater.storage.sync_connection import get_sync_connection
 
                 with get_sync_connection(settings).read() as connection:
@@ -95,27 +97,6 @@ def invalidate_tag_cache() -> None:
     _cache.checked = -1e18
 
 
-class _NoSlots:
-    """The context manager for a task run that no tag limit concerns: does nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NO_SLOTS = _NoSlots()
-
-
 class TaskSlots:
     """Holds a task run's tag slots for one attempt; ``with`` or ``async with``."""
 
@@ -126,7 +107,7 @@ class TaskSlots:
         self._holding: Holding | None = None
 
     def _request(self, limited: frozenset[str]) -> SlotRequest | None:
-        from headwater.concurrency._acquire import ConcurrencyLeaseHolder, SlotRequest
+        from headwater.concurrency.acquire import ConcurrencyLeaseHolder, SlotRequest
 
         names = [f"tag:{tag}" for tag in self.task_run.tags if tag in limited]
         if not names:
@@ -157,7 +138,7 @@ class TaskSlots:
         limited = _cache.limited if _cache.usable() else _cache.refresh()
         request = self._request(limited)
         if request is not None:
-            from headwater.concurrency._acquire import acquire_sync
+            from headwater.concurrency.acquire import acquire_sync
 
             self._holding = acquire_sync(request, self._waiting)
 
@@ -180,7 +161,7 @@ class TaskSlots:
             limited = await anyio.to_thread.run_sync(_cache.refresh)
         request = self._request(limited)
         if request is not None:
-            from headwater.concurrency._acquire import acquire_async
+            from headwater.concurrency.acquire import acquire_async
 
             self._holding = await acquire_async(request, self._waiting)
 
@@ -195,7 +176,7 @@ class TaskSlots:
             await holding.release_async()
 
 
-def acquire_task_slots(task_run: TaskRun) -> TaskSlots | _NoSlots:
+def acquire_task_slots(task_run: TaskRun) -> TaskSlots | NoSlots:
     """The slots a task run needs for one attempt, as a sync and async context manager.
 
     Entering waits (the run stays Pending) until every limited tag of the run has a free
@@ -207,8 +188,8 @@ def acquire_task_slots(task_run: TaskRun) -> TaskSlots | _NoSlots:
     """
     tags = task_run.tags
     if not tags:
-        return _NO_SLOTS
+        return NO_SLOTS
     cache = _cache
     if cache.fresh() and cache.limited.isdisjoint(tags):
-        return _NO_SLOTS
+        return NO_SLOTS
     return TaskSlots(task_run)

@@ -159,7 +159,7 @@ class LeaseKeeper:
             raise
 
     async def _renew_due(self) -> None:
-        from headwater.concurrency._slots import renew
+        from headwater.concurrency.slots import renew
         from headwater.storage.sync_connection import get_sync_connection
 
         now = time.monotonic()

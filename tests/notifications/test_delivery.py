@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headwater.blocks._delivery import backoff_delays, mask_url, scrub, url_fragments
+from headwater.notifications.delivery import backoff_delays, mask_url, scrub, url_fragments
 
 
 def test_backoff_doubles_and_is_bounded() -> None:

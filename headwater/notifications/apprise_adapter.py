@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from headwater.blocks._delivery import DeliveryFailure
+from headwater.notifications.delivery import DeliveryFailure
 
 __all__ = ["APP_ID", "instantiate", "send", "workflows_url"]
 

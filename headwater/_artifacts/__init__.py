@@ -1,1 +1,0 @@
-"""Artifacts: the implementation behind :mod:`headwater.artifacts` (``prefect.artifacts``)."""

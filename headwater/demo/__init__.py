@@ -1,0 +1,1 @@
+"""The README's demo: ``python -m headwater.demo`` (the same as ``headwater demo``)."""
