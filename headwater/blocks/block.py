@@ -42,10 +42,10 @@ _SECRET_TYPES = (SecretStr, SecretDict)
 # without importing apprise for programs that never notify.
 _BUILTIN_MODULES = {
     "secret": "headwater.blocks.secret",
-    "slack-webhook": "headwater.notifications",
-    "ms-teams-webhook": "headwater.notifications",
-    "custom-webhook": "headwater.notifications",
-    "apprise": "headwater.notifications",
+    "slack-webhook": "headwater.blocks.notifications",
+    "ms-teams-webhook": "headwater.blocks.notifications",
+    "custom-webhook": "headwater.blocks.notifications",
+    "apprise": "headwater.blocks.notifications",
 }
 
 

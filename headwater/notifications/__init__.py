@@ -1,24 +1,21 @@
-"""Notifications: Slack, Microsoft Teams, a custom webhook or any apprise URL, as blocks.
+"""Notification delivery: retries with backoff, an event per outcome, no secret leaked.
 
-Delivery retries with backoff and reports ``headwater.notification.sent`` / ``.failed``;
-nothing reported carries a secret. Prefect's import path for the same classes is
-:mod:`headwater.blocks.notifications`. Importing this package does not import apprise.
+The notification block types (Slack, Microsoft Teams, a custom webhook, any apprise URL)
+are blocks, at Prefect's path :mod:`headwater.blocks.notifications`; this package is what
+they send with: :mod:`~headwater.notifications.delivery` (retries, the
+``headwater.notification.sent`` / ``.failed`` events, URL masking),
+:mod:`~headwater.notifications.apprise_adapter`, :mod:`~headwater.notifications.network`
+(no private addresses) and :mod:`~headwater.notifications.templates`. Importing it does
+not import apprise.
 """
 
-from headwater.notifications.blocks import (
-    AbstractAppriseNotificationBlock,
-    AppriseNotificationBlock,
-    CustomWebhookNotificationBlock,
-    MicrosoftTeamsWebhook,
-    NotificationBlock,
-    SlackWebhook,
+from headwater.notifications.delivery import (
+    DeliveryFailure,
+    Notifier,
+    adeliver,
+    deliver,
+    mask_url,
+    raising,
 )
 
-__all__ = [
-    "NotificationBlock",
-    "AbstractAppriseNotificationBlock",
-    "AppriseNotificationBlock",
-    "SlackWebhook",
-    "MicrosoftTeamsWebhook",
-    "CustomWebhookNotificationBlock",
-]
+__all__ = ["DeliveryFailure", "Notifier", "adeliver", "deliver", "mask_url", "raising"]

@@ -1,9 +1,10 @@
-"""Notification blocks at Prefect's path (``prefect.blocks.notifications``).
+"""Notification blocks (``prefect.blocks.notifications``): Slack, Teams, webhooks, apprise.
 
-The implementation is :mod:`headwater.notifications`; this face only hands its names on.
+The block types are in :mod:`headwater.blocks.notifications.notifiers`; delivering what they
+send (retries, events, masking secrets) is :mod:`headwater.notifications`.
 """
 
-from headwater.notifications import (
+from headwater.blocks.notifications.notifiers import (
     AbstractAppriseNotificationBlock,
     AppriseNotificationBlock,
     CustomWebhookNotificationBlock,
