@@ -7,19 +7,14 @@ window nor fires twice:
   firing of a composite trigger) becomes one ``automation_state`` row, written in batches
   off the evaluation path, and *before* the actions of a firing run (commit, then act: a
   crash can lose a firing's actions, never repeat them);
-- rows carry their owner, ``<host>|<pid>|<token>``. A starting reactor adopts the rows of
-  owners that are gone (released on a clean stop, or a dead process on this host), so two
-  live reactors sharing a database never adopt, and fire, each other's windows.
+- rows carry their owner (see :mod:`headwater.automations.ownership`), so two live reactors
+  sharing a database never adopt, and fire, each other's windows.
 
-The functions here turn entries into JSON and back; they do no I/O.
+The functions here turn entries into JSON and back: pure, no I/O.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -34,52 +29,10 @@ from headwater.automations.triggers import (
 )
 from headwater.events.schema import Event, event_from_dict
 
-__all__ = ["new_owner", "abandoned_owners", "dump_entry", "restore_entry", "entry_key"]
+__all__ = ["dump_entry", "restore_entry", "entry_key"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
-_HOST = socket.gethostname()
-_live_tokens: set[str] = set()
-
-
-def new_owner() -> str:
-    """A fresh owner id for a reactor of this process; call :func:`retire` when it stops."""
-    token = uuid.uuid4().hex[:12]
-    _live_tokens.add(token)
-    return f"{_HOST}|{os.getpid()}|{token}"
-
-
-def retire(owner: str) -> None:
-    """Mark a reactor of this process as stopped, so its rows may be adopted."""
-    _live_tokens.discard(owner.rsplit("|", 1)[-1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def abandoned_owners(owners: Iterable[str]) -> list[str]:
-    """The owners whose reactor is certainly gone: a dead process on this host, or a
-    stopped reactor of this process. Owners on other hosts are never assumed gone."""
-    gone = []
-    for owner in owners:
-        host, _, rest = owner.partition("|")
-        pid_text, _, token = rest.partition("|")
-        if not owner or host != _HOST or not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        if pid == os.getpid():
-            if token not in _live_tokens:
-                gone.append(owner)
-        elif not _pid_alive(pid):
-            gone.append(owner)
-    return gone
 
 
 def entry_key(kind: str, key: Any) -> str:

@@ -34,15 +34,13 @@ from msgspec import to_builtins
 
 from headwater.automations import store
 from headwater.automations.checkpoint import (
-    abandoned_owners,
     dump_entry,
     entry_key,
-    new_owner,
     restore_entry,
-    retire,
 )
 from headwater.automations.index import TriggerIndex
 from headwater.automations.model import EventTrigger, parse_automation
+from headwater.automations.ownership import abandoned_owners, new_owner, retire
 from headwater.automations.runner import ActionRunner, TriggeredAction, automation_resource
 from headwater.automations.timers import Deadlines
 from headwater.automations.triggers import (

@@ -14,7 +14,7 @@ from headwater.cli.errors import CliUsageError
 from headwater.cli.output import console, local_time, new_table, output_option, print_json_lines
 
 if TYPE_CHECKING:
-    from headwater.artifacts import Artifact
+    from headwater.artifacts.store import Artifact
 
 __all__ = ["artifact"]
 
