@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from headwater.cli.errors import CliUsageError
 from headwater.cli.history import with_history
 from headwater.cli.output import (
     console,
@@ -20,85 +19,18 @@ from headwater.cli.output import (
     state_text,
 )
 from headwater.cli.params import TIME
+from headwater.cli.runs import (
+    canonical_state_names,
+    inspect_run,
+    state_fields,
+    state_filter_options,
+)
 
 if TYPE_CHECKING:
     from headwater.cli.history import History
-    from headwater.storage import FlowRunDetail, FlowRunRecord, LogEntry, StateRecord
+    from headwater.storage import FlowRunRecord, LogEntry
 
-__all__ = [
-    "STATE_TYPES",
-    "canonical_state_names",
-    "fields_table",
-    "flow_run",
-    "print_logs",
-    "state_filter_options",
-    "state_history_table",
-]
-
-STATE_TYPES = (
-    "SCHEDULED",
-    "PENDING",
-    "RUNNING",
-    "PAUSED",
-    "CANCELLING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "CRASHED",
-)
-_STATE_NAMES = {
-    name.lower(): name
-    for name in [
-        "Scheduled",
-        "Late",
-        "AwaitingRetry",
-        "AwaitingConcurrencySlot",
-        "Resuming",
-        "Pending",
-        "Submitting",
-        "InfrastructurePending",
-        "NotReady",
-        "Running",
-        "Retrying",
-        "Rerunning",
-        "Paused",
-        "Suspended",
-        "Cancelling",
-        "Cancelled",
-        "Completed",
-        "Cached",
-        "RolledBack",
-        "Failed",
-        "TimedOut",
-        "Crashed",
-    ]
-}
-
-
-def canonical_state_names(names: tuple[str, ...]) -> list[str] | None:
-    """State names as stored (``timedout`` → ``TimedOut``), so people need not remember case."""
-    if not names:
-        return None
-    return [_STATE_NAMES.get(name.lower(), name) for name in names]
-
-
-def state_filter_options(function: Any) -> Any:
-    """``--state`` and ``--state-type``, shared by flow-run and task-run listings."""
-    function = click.option(
-        "--state-type",
-        "state_types",
-        multiple=True,
-        type=click.Choice(STATE_TYPES, case_sensitive=False),
-        help="Only runs whose state has this type (repeatable; OR-ed).",
-    )(function)
-    return click.option(
-        "--state",
-        "states",
-        multiple=True,
-        metavar="NAME",
-        help="Only runs in this state, by name: Completed, Failed, TimedOut, Retrying... "
-        "(case-insensitive; repeatable; OR-ed).",
-    )(function)
+__all__ = ["flow_run", "print_logs"]
 
 
 @click.group("flow-run")
@@ -164,74 +96,26 @@ def ls(
     console().print(table)
 
 
-def state_history_table(states: list[StateRecord]) -> Any:
-    """A run's states, oldest first, as a table (shared with ``task-run inspect``)."""
-    table = new_table("Time", "State", "Type", "Message", title="State history")
-    for state in states:
-        table.add_row(
-            local_time(state.timestamp, precise=True),
-            state_text(state.type, state.name),
-            state.type,
-            state.message or "",
-        )
-    return table
-
-
-def fields_table(rows: list[tuple[str, Any]]) -> Any:
-    """A two-column grid of labelled values (the top of an ``inspect``)."""
-    from rich.table import Table
-
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    for label, value in rows:
-        grid.add_row(label, value)
-    return grid
-
-
 @flow_run.command("inspect")
 @click.argument("flow_run_id", metavar="ID")
 @output_option
 def inspect(flow_run_id: str, output: str) -> None:
     """Show one flow run and its state history. ID may be a unique prefix."""
+    inspect_run("flow-run", flow_run_id, output, _flow_run_fields)
 
-    async def query(history: History) -> FlowRunDetail:
-        run_id = await history.resolve("flow-run", flow_run_id)
-        found = await history.flow_run(run_id)
-        if found is None:  # pruned between the two reads
-            raise CliUsageError(f"no flow run with id '{flow_run_id}'")
-        return found
 
-    detail = with_history(query)
-    if output == "json":
-        print_json_lines([{"run": detail.run, "states": detail.states}])
-        return
-    run = detail.run
-    out = console()
-    out.print(
-        fields_table(
-            [
-                ("ID", str(run.id)),
-                ("Name", run.name),
-                (
-                    "Flow",
-                    run.flow_name + (f" (version {run.flow_version})" if run.flow_version else ""),
-                ),
-                ("State", state_text(run.state.type, run.state.name)),
-                ("Message", run.state.message or ""),
-                ("Run count", str(run.run_count)),
-                ("Started", local_time(run.start_time)),
-                ("Ended", local_time(run.end_time)),
-                ("Duration", duration_text(run.start_time, run.end_time)),
-                ("Parameters", _json_text(run.parameters)),
-                ("Tags", ", ".join(run.tags)),
-                ("Parent", str(run.parent_flow_run_id) if run.parent_flow_run_id else "-"),
-                ("Host", f"{run.hostname or '-'} (pid {run.pid or '-'})"),
-            ]
-        )
-    )
-    out.print()
-    out.print(state_history_table(detail.states))
+def _flow_run_fields(run: FlowRunRecord) -> list[tuple[str, Any]]:
+    version = f" (version {run.flow_version})" if run.flow_version else ""
+    return [
+        ("ID", str(run.id)),
+        ("Name", run.name),
+        ("Flow", run.flow_name + version),
+        *state_fields(run),
+        ("Parameters", _json_text(run.parameters)),
+        ("Tags", ", ".join(run.tags)),
+        ("Parent", str(run.parent_flow_run_id) if run.parent_flow_run_id else "-"),
+        ("Host", f"{run.hostname or '-'} (pid {run.pid or '-'})"),
+    ]
 
 
 def _json_text(value: Any) -> str:

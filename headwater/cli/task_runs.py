@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from headwater.cli.errors import CliUsageError
-from headwater.cli.flow_runs import (
-    canonical_state_names,
-    fields_table,
-    state_filter_options,
-    state_history_table,
-)
 from headwater.cli.history import with_history
 from headwater.cli.output import (
     console,
@@ -23,10 +16,16 @@ from headwater.cli.output import (
     print_json_lines,
     state_text,
 )
+from headwater.cli.runs import (
+    canonical_state_names,
+    inspect_run,
+    state_fields,
+    state_filter_options,
+)
 
 if TYPE_CHECKING:
     from headwater.cli.history import History
-    from headwater.storage import TaskRunDetail, TaskRunRecord
+    from headwater.storage import TaskRunRecord
 
 __all__ = ["task_run", "task_runs_table"]
 
@@ -108,36 +107,15 @@ def ls(
 @output_option
 def inspect(task_run_id: str, output: str) -> None:
     """Show one task run and its state history. ID may be a unique prefix."""
+    inspect_run("task-run", task_run_id, output, _task_run_fields)
 
-    async def query(history: History) -> TaskRunDetail:
-        run_id = await history.resolve("task-run", task_run_id)
-        found = await history.task_run(run_id)
-        if found is None:  # pruned between the two reads
-            raise CliUsageError(f"no task run with id '{task_run_id}'")
-        return found
 
-    detail = with_history(query)
-    if output == "json":
-        print_json_lines([{"run": detail.run, "states": detail.states}])
-        return
-    run = detail.run
-    out = console()
-    out.print(
-        fields_table(
-            [
-                ("ID", str(run.id)),
-                ("Name", run.name),
-                ("Task", run.task_name or "-"),
-                ("Flow run", f"{run.flow_run_id or '-'} ({run.flow_name or '-'})"),
-                ("State", state_text(run.state.type, run.state.name)),
-                ("Message", run.state.message or ""),
-                ("Attempts", str(run.run_count)),
-                ("Started", local_time(run.start_time)),
-                ("Ended", local_time(run.end_time)),
-                ("Duration", duration_text(run.start_time, run.end_time)),
-                ("Tags", ", ".join(run.tags)),
-            ]
-        )
-    )
-    out.print()
-    out.print(state_history_table(detail.states))
+def _task_run_fields(run: TaskRunRecord) -> list[tuple[str, Any]]:
+    return [
+        ("ID", str(run.id)),
+        ("Name", run.name),
+        ("Task", run.task_name or "-"),
+        ("Flow run", f"{run.flow_run_id or '-'} ({run.flow_name or '-'})"),
+        *state_fields(run),
+        ("Tags", ", ".join(run.tags)),
+    ]

@@ -14,7 +14,6 @@ refused``. httpx is imported when a client is made, not with this module.
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +31,13 @@ from headwater.storage.queries import (
     StateRecord,
     TaskRunDetail,
     TaskRunRecord,
+)
+from headwater.storage.run_filters import (
+    PAGE_LIMIT,
+    FlowRunFilter,
+    LogFilter,
+    TaskRunFilter,
+    filter_from,
 )
 
 if TYPE_CHECKING:
@@ -69,12 +75,6 @@ _encode = msgspec.json.Encoder().encode
 def _body(**fields: Any) -> bytes:
     """A JSON body without the fields that are None (the server's defaults apply)."""
     return _encode({name: value for name, value in fields.items() if value is not None})
-
-
-def _list(value: str | Sequence[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
 
 
 class HeadwaterClient:
@@ -174,63 +174,37 @@ class HeadwaterClient:
 
     # -- runs ----------------------------------------------------------------------------
 
-    async def read_flow_runs(
-        self,
-        *,
-        state_type: str | Sequence[str] | None = None,
-        state_name: str | Sequence[str] | None = None,
-        flow_name: str | Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        since: datetime.datetime | None = None,
-        until: datetime.datetime | None = None,
-        parent_flow_run_id: uuid.UUID | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        order: str = "DESC",
-    ) -> list[FlowRunRecord]:
-        """Flow runs matching every filter given; see :func:`headwater.storage.read_flow_runs`."""
-        body = _body(
-            state_type=_list(state_type),
-            state_name=_list(state_name),
-            flow_name=_list(flow_name),
-            tags=list(tags) if tags else None,
-            since=since,
-            until=until,
-            parent_flow_run_id=parent_flow_run_id,
-            limit=limit,
-            offset=offset,
-            order=order,
-        )
-        return await self._post("/flow_runs/filter", body, list[FlowRunRecord])
+    async def read_flow_runs(self, **filters: Any) -> list[FlowRunRecord]:
+        """Flow runs matching every filter given: the keywords of
+        :func:`headwater.storage.read_flow_runs`, paging past the server's 1000 per request.
 
-    async def read_task_runs(
-        self,
-        *,
-        flow_run_id: uuid.UUID | None = None,
-        state_type: str | Sequence[str] | None = None,
-        state_name: str | Sequence[str] | None = None,
-        flow_name: str | Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        since: datetime.datetime | None = None,
-        until: datetime.datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        order: str = "DESC",
-    ) -> list[TaskRunRecord]:
-        """Task runs matching every filter given; see :func:`headwater.storage.read_task_runs`."""
-        body = _body(
-            flow_run_id=flow_run_id,
-            state_type=_list(state_type),
-            state_name=_list(state_name),
-            flow_name=_list(flow_name),
-            tags=list(tags) if tags else None,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-            order=order,
-        )
-        return await self._post("/task_runs/filter", body, list[TaskRunRecord])
+        Raises:
+            TypeError: a keyword that is no filter. ValueError: a value the filter refuses.
+        """
+        return await self._read_runs("/flow_runs/filter", FlowRunFilter, filters, FlowRunRecord)
+
+    async def read_task_runs(self, **filters: Any) -> list[TaskRunRecord]:
+        """Task runs matching every filter given: the keywords of
+        :func:`headwater.storage.read_task_runs`, paging past the server's 1000 per request.
+        """
+        return await self._read_runs("/task_runs/filter", TaskRunFilter, filters, TaskRunRecord)
+
+    async def _read_runs(
+        self, path: str, kind: type[Any], filters: dict[str, Any], record: type[T]
+    ) -> list[T]:
+        limit = int(filters.pop("limit", 50))
+        offset = int(filters.pop("offset", 0))
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        found: list[T] = []
+        while len(found) < limit:
+            page = min(limit - len(found), PAGE_LIMIT)
+            body = filter_from(kind, {**filters, "limit": page, "offset": offset + len(found)})
+            batch = await self._post(path, _encode(body), list[record])  # type: ignore[valid-type]
+            found.extend(batch)
+            if len(batch) < page:
+                break
+        return found
 
     async def read_flow_run(self, flow_run_id: uuid.UUID) -> FlowRunDetail | None:
         """One flow run and its state history (no logs: see :meth:`read_logs`), or None."""
@@ -250,24 +224,10 @@ class HeadwaterClient:
         states = msgspec.json.decode(data, type=_States).states
         return TaskRunDetail(run=run, states=states, logs=[])
 
-    async def read_logs(
-        self,
-        *,
-        flow_run_id: uuid.UUID | None = None,
-        task_run_id: uuid.UUID | None = None,
-        min_level: int | None = None,
-        limit: int = 200,
-        offset: int = 0,
-    ) -> list[LogEntry]:
-        """Run logs, oldest first; see :func:`headwater.storage.read_logs`."""
-        body = _body(
-            flow_run_id=flow_run_id,
-            task_run_id=task_run_id,
-            min_level=min_level,
-            limit=limit,
-            offset=offset,
-        )
-        return await self._post("/logs/filter", body, list[LogEntry])
+    async def read_logs(self, **filters: Any) -> list[LogEntry]:
+        """Run logs, oldest first: the keywords of :func:`headwater.storage.read_logs`."""
+        body = filter_from(LogFilter, filters)
+        return await self._post("/logs/filter", _encode(body), list[LogEntry])
 
     # -- events --------------------------------------------------------------------------
 

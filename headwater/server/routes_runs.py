@@ -6,16 +6,16 @@ Filters are small JSON bodies (every field optional, all AND-ed, lists OR-ed)::
     {"state_type": ["FAILED"], "flow_name": ["etl"], "tags": ["prod"],
      "since": "2024-05-01T00:00:00Z", "limit": 50, "offset": 0, "order": "DESC"}
 
-``POST /api/task_runs/filter`` takes the same fields plus ``flow_run_id``. A run by id comes
+``POST /api/task_runs/filter`` takes the same fields plus ``flow_run_id``
+(:mod:`headwater.storage.run_filters` has their shapes). A run by id comes
 with its state history (oldest first); its logs are ``GET .../{id}/logs`` or
 ``POST /api/logs/filter``.
 """
 
 from __future__ import annotations
 
-import datetime
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -30,56 +30,9 @@ from headwater.storage.queries import (
     read_task_run,
     read_task_runs,
 )
+from headwater.storage.run_filters import FlowRunFilter, LogFilter, TaskRunFilter
 
-__all__ = ["FlowRunFilter", "LogFilter", "TaskRunFilter", "routes"]
-
-StateType = Literal[
-    "SCHEDULED",
-    "PENDING",
-    "RUNNING",
-    "PAUSED",
-    "CANCELLING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "CRASHED",
-]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-Offset = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class _RunFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    state_type: list[StateType] | None = None
-    state_name: list[str] | None = None
-    flow_name: list[str] | None = None
-    tags: list[str] | None = None
-    since: datetime.datetime | None = None
-    until: datetime.datetime | None = None
-    limit: Limit = 50
-    offset: Offset = 0
-    order: Literal["ASC", "DESC"] = "DESC"
-
-
-class FlowRunFilter(_RunFilter, kw_only=True):
-    """Body of ``POST /api/flow_runs/filter``; ``parent_flow_run_id`` selects subflow runs."""
-
-    parent_flow_run_id: uuid.UUID | None = None
-
-
-class TaskRunFilter(_RunFilter, kw_only=True):
-    """Body of ``POST /api/task_runs/filter``; ``flow_run_id`` selects one flow run's tasks."""
-
-    flow_run_id: uuid.UUID | None = None
-
-
-class LogFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Body of ``POST /api/logs/filter``; logs come oldest first."""
-
-    flow_run_id: uuid.UUID | None = None
-    task_run_id: uuid.UUID | None = None
-    min_level: int | None = None
-    limit: Limit = 200
-    offset: Offset = 0
+__all__ = ["routes"]
 
 
 def _run_id(request: Request, kind: str) -> uuid.UUID:
