@@ -12,7 +12,7 @@ from headwater.engine.startup import register_startup_hook
 from headwater.engine.states import State
 from headwater.engine.task_slots import set_provider as set_task_slot_provider
 from headwater.engine.tasks import Task, task
-from headwater.events.emit import emit_event, register_related_provider
+from headwater.events.emit import emit_event, register_emit_hook, register_related_provider
 
 
 def _start_services() -> None:
@@ -35,8 +35,10 @@ def _start_services() -> None:
 # of the engine: wire them here.
 register_related_provider(related_resources)
 register_startup_hook(_start_services)
+register_emit_hook(_start_services)  # a script's own events are kept and seen by automations
 set_task_slot_provider(acquire_task_slots)
 del acquire_task_slots, related_resources, register_related_provider, register_startup_hook
+del register_emit_hook
 del set_task_slot_provider
 
 __version__ = "0.1.0"

@@ -9,9 +9,11 @@ from collections.abc import Callable
 
 from headwater.engine.logging import configure_run_logging
 
-__all__ = ["ensure_started", "register_startup_hook"]
+__all__ = ["ensure_started", "halt_runs", "halted", "register_startup_hook"]
 
 _hooks: tuple[Callable[[], None], ...] = ()
+halted: BaseException | None = None
+"""Why no run may start now (read as ``startup.halted`` on the per-task path), else None."""
 _configured = False
 _lock = threading.Lock()
 
@@ -38,3 +40,14 @@ def ensure_started() -> None:
                 _configured = True
     for hook in _hooks:
         hook()
+
+
+def halt_runs(reason: BaseException | None) -> None:
+    """Make every task run that starts from now on raise ``reason`` (None: let them start).
+
+    A service that runs must not do without calls this: persistence, when the run history
+    can no longer be written and ``HEADWATER_PERSISTENCE_REQUIRED`` is true, so a flow fails
+    at its next task instead of running all its work unrecorded.
+    """
+    global halted
+    halted = reason

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from headwater.engine import control, inputs, task_slots
+from headwater.engine import control, inputs, startup, task_slots
 from headwater.engine.asyncutils import call_maybe_async, call_maybe_async_sync
 from headwater.engine.context import (
     FlowRunContext,
@@ -32,7 +32,6 @@ from headwater.engine.logging import enable_log_prints, get_run_logger, reset_lo
 from headwater.engine.results import get_default_persist_setting
 from headwater.engine.retries import jittered, retry_delay
 from headwater.engine.runs import TaskRun, set_state
-from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -87,6 +86,8 @@ class TaskRunEngine:
         flow_ctx: FlowRunContext | None,
         wait_for: Any = None,
     ) -> None:
+        if startup.halted is not None:
+            raise startup.halted  # nothing could record this run (see startup.halt_runs)
         self.task = task
         self.args = args
         self.kwargs = kwargs
@@ -96,7 +97,7 @@ class TaskRunEngine:
             index = flow_ctx.next_task_index(task.task_key)
             flow_run = flow_ctx.flow_run
         else:
-            ensure_started()  # a task run outside any flow is a run of its own
+            startup.ensure_started()  # a task run outside any flow is a run of its own
             index = next(_standalone_index)
             flow_run = None
         context_tags = current_tags()

@@ -2,12 +2,16 @@
 
 Events emitted inside a flow or task run are related to that run automatically (flow run,
 task run, flow, tags): the engine registers a provider for that, because this package must
-not import the engine.
+not import the engine. An event emitted by a plain script, outside any run, starts what a
+run start starts (persistence or forwarding, the reactor) through the start hooks that
+``import headwater`` registers, so it is stored and automations see it; at exit it is
+flushed like a run's events.
 """
 
 from __future__ import annotations
 
 import datetime
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,21 +26,34 @@ from headwater.events.schema import (
     Resource,
     validate_event_shape,
 )
+from headwater.events.service import get_service_loop
 from headwater.exceptions import EventTooLarge, InvalidEventError
 from headwater.settings import get_settings
 
-__all__ = ["emit_event", "register_related_provider"]
+__all__ = ["emit_event", "register_emit_hook", "register_related_provider"]
 
 FOLLOWS_WINDOW = datetime.timedelta(minutes=5)
 
 RelatedProvider = Callable[[], list[dict[str, str]]]
 _providers: list[RelatedProvider] = []
+_emit_hooks: tuple[Callable[[], None], ...] = ()
 _encoder = msgspec.json.Encoder()
 
 
 def register_related_provider(provider: RelatedProvider) -> None:
     """Add related resources to every emitted event (e.g. the current run's)."""
     _providers.append(provider)
+
+
+def register_emit_hook(hook: Callable[[], None]) -> None:
+    """Call ``hook`` before each event emitted from outside the service loop is published.
+
+    Hooks must be cheap once their work is done; an exception from one (the run history
+    cannot be written, say) reaches the caller and nothing is published.
+    """
+    global _emit_hooks
+    if hook not in _emit_hooks:
+        _emit_hooks = (*_emit_hooks, hook)
 
 
 def emit_event(
@@ -68,6 +85,8 @@ def emit_event(
         InvalidEventError: a missing resource id, bad labels or a payload that is not JSON;
             nothing is published.
         EventTooLarge: the serialised event is over the size limit; nothing is published.
+        StorageError: the event could not be kept (the database cannot be written and
+            ``HEADWATER_PERSISTENCE_REQUIRED`` is true); nothing is published.
     """
     if kwargs:
         raise InvalidEventError(f"emit_event() got unexpected arguments: {sorted(kwargs)}")
@@ -117,5 +136,10 @@ def emit_event(
         ) from None
     if size > settings.events_maximum_size_bytes:
         raise EventTooLarge(size, settings.events_maximum_size_bytes)
+    # Services emit from the service loop, where they are already running (and where
+    # starting one would deadlock).
+    if _emit_hooks and threading.current_thread() is not get_service_loop().thread:
+        for hook in _emit_hooks:
+            hook()
     get_bus().publish(built)
     return built

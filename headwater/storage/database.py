@@ -134,12 +134,15 @@ class Database:
                     await connection.execute("BEGIN IMMEDIATE")
                     try:
                         result = await work(connection)
-                        await connection.execute("COMMIT")
                     except BaseException:
                         with anyio.CancelScope(shield=True):
                             if connection.in_transaction:
                                 await connection.execute("ROLLBACK")
                         raise
+                    # Shielded: a COMMIT cancelled while SQLite runs it would leave us not
+                    # knowing whether it happened, and a ROLLBACK after it fails.
+                    with anyio.CancelScope(shield=True):
+                        await connection.execute("COMMIT")
                     return result
                 except sqlite3.Error as exc:
                     if is_busy(exc) and time.monotonic() < deadline:

@@ -98,12 +98,13 @@ async def migrate(
             version = max(found, goal)
             await connection.execute(f"PRAGMA user_version = {int(version)}")
             await connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            await connection.execute("COMMIT")
         except BaseException:
             with anyio.CancelScope(shield=True):
                 if connection.in_transaction:
                     await connection.execute("ROLLBACK")
             raise
+        with anyio.CancelScope(shield=True):  # see Database.write: never cancel a COMMIT
+            await connection.execute("COMMIT")
         return version
     except sqlite3.Error as exc:
         raise translate_error(exc, path) from exc

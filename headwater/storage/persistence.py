@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 
 from headwater import lifecycle
+from headwater.engine.startup import halt_runs
 from headwater.events.bus import EventBus, Subscription, get_bus
 from headwater.events.service import get_service_loop
 from headwater.exceptions import StorageError
@@ -89,6 +90,9 @@ class Persistence:
             batch_size=settings.database_batch_size,
             batch_latency=settings.database_batch_latency,
             max_log_length=settings.logging_max_message_length,
+            # with persistence required, runs stop at their next task rather than run on
+            # unrecorded (the failure is the flow call's error)
+            on_health=halt_runs if settings.persistence_required else None,
         )
         persistence = cls(settings, database, writer, bus)
         try:
@@ -195,6 +199,8 @@ def _stopped(persistence: Persistence) -> None:
     from headwater.engine.logging import remove_log_sink
 
     remove_log_sink(persistence.sink)
+    if persistence.writer.error is not None:
+        halt_runs(None)  # whatever starts next starts persistence afresh
 
 
 def _on_sigterm(persistence: Persistence) -> None:

@@ -7,16 +7,17 @@ through indexes only (``events.occurred``, ``logs.timestamp``, ``*_runs.created`
 event's ``event_resources`` rows are removed by their exact primary key, in the same
 transaction as the event.
 
-A run is pruned when both its creation and its latest state change are older than the
-cutoff; a run still changing state is kept, and so are the events about it: its state
-history is its state-change events.
+Only runs that have ended go: a flow run in a final state whose creation, latest state
+change and task runs' state changes are all older than the cutoff (and whose task runs are
+all final) goes with its task runs, their events and logs, each run with its own in one
+transaction; a run that has not ended is never pruned, however old. Then
+events about no stored run, and logs of no stored run, older than the cutoff go by keyset.
 """
 
 from __future__ import annotations
 
 import datetime
 from functools import partial
-from typing import Any
 
 import aiosqlite
 import anyio
@@ -55,27 +56,89 @@ _decode_related = msgspec.json.Decoder(_Related).decode
 _Counts = dict[str, int]
 
 
-async def _prune_runs(
-    connection: aiosqlite.Connection, table: str, cutoff: str, limit: int
+_FINAL = "('COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED')"
+
+# A flow run has ended for retention when it and all its task runs are final and changed
+# state before the cutoff (?1). It goes task runs first, then itself, each run together
+# with its events and logs in one transaction, so a prune cut off half-way (a short
+# process exiting) never leaves a run without its state history, and a batch holds the
+# write lock for at most ``batch_size`` runs.
+_ENDED_FLOW = (
+    f"f.created < ?1 AND f.state_timestamp < ?1 AND f.state_type IN {_FINAL}"
+    f" AND NOT EXISTS (SELECT 1 FROM task_runs u WHERE u.flow_run_id = f.id"
+    f" AND (u.state_type NOT IN {_FINAL} OR u.state_timestamp >= ?1))"
+)
+_ENDED_TASK_RUNS = (
+    f"SELECT t.id FROM task_runs t JOIN flow_runs f ON f.id = t.flow_run_id"
+    f" WHERE {_ENDED_FLOW} LIMIT ?2"
+)
+# Task runs of no stored flow run (called outside any flow).
+_ENDED_LONE_TASK_RUNS = (
+    f"SELECT id FROM task_runs t WHERE t.created < ?1 AND t.state_timestamp < ?1"
+    f" AND t.state_type IN {_FINAL}"
+    f" AND NOT EXISTS (SELECT 1 FROM flow_runs f WHERE f.id = t.flow_run_id) LIMIT ?2"
+)
+_ENDED_FLOW_RUNS = (
+    f"SELECT id FROM flow_runs f WHERE {_ENDED_FLOW}"
+    f" AND NOT EXISTS (SELECT 1 FROM task_runs t WHERE t.flow_run_id = f.id) LIMIT ?2"
+)
+_STEPS = (
+    ("task_runs", "task-run", _ENDED_TASK_RUNS),
+    ("task_runs", "task-run", _ENDED_LONE_TASK_RUNS),
+    ("flow_runs", "flow-run", _ENDED_FLOW_RUNS),
+)
+
+
+async def _delete_run_events(connection: aiosqlite.Connection, resource_ids: list[str]) -> _Counts:
+    """Delete the events whose primary resource is one of ``resource_ids``."""
+    removed = resources = 0
+    for resource_id in resource_ids:
+        async with connection.execute(
+            "SELECT id, occurred, data FROM events WHERE resource_id = ?", (resource_id,)
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        keys = [
+            (related["headwater.resource.id"], occurred, event_id)
+            for event_id, occurred, data in rows
+            for related in _decode_related(data).related
+            if "headwater.resource.id" in related
+        ]
+        before = connection.total_changes
+        await connection.executemany(
+            "DELETE FROM event_resources WHERE resource_id = ? AND occurred = ? AND event_id = ?",
+            keys,
+        )
+        resources += connection.total_changes - before
+        await connection.executemany("DELETE FROM events WHERE id = ?", [(r[0],) for r in rows])
+        removed += len(rows)
+    return {"events": removed, "event_resources": resources}
+
+
+async def _prune_ended_runs(
+    connection: aiosqlite.Connection, cutoff: str, limit: int, step: int
 ) -> tuple[int, _Counts]:
-    async with connection.execute(
-        f"SELECT id FROM {table} WHERE created < ? AND state_timestamp < ? LIMIT ?",
-        (cutoff, cutoff, limit),
-    ) as cursor:
-        ids = [(row[0],) for row in await cursor.fetchall()]
+    """Remove up to ``limit`` ended runs of one kind, each with its events and logs."""
+    table, kind, select = _STEPS[step]
+    async with connection.execute(select, (cutoff, limit)) as cursor:
+        ids = [row[0] for row in await cursor.fetchall()]
     if not ids:
         return 0, {}
-    await connection.executemany(f"DELETE FROM {table} WHERE id = ?", ids)
-    return len(ids), {table: len(ids)}
+    counts = await _delete_run_events(connection, [f"headwater.{kind}.{i}" for i in ids])
+    column = "task_run_id" if table == "task_runs" else "flow_run_id"
+    before = connection.total_changes
+    await connection.executemany(f"DELETE FROM logs WHERE {column} = ?", [(i,) for i in ids])
+    counts["logs"] = connection.total_changes - before
+    await connection.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+    counts[table] = len(ids)
+    return len(ids), counts
 
 
-# A run's state history is its events: the events about a run that is kept (created or
-# changed state since the cutoff) stay with it.
+# The events about a run that is still stored stay with it: its state history is its
+# state-change events. Those of pruned runs went with them.
 _KEPT_RUNS = (
     "SELECT 'headwater.flow-run.' || id FROM flow_runs WHERE id IN (SELECT value FROM"
-    " json_each(?1)) AND (created >= ?2 OR state_timestamp >= ?2)"
-    " UNION ALL SELECT 'headwater.task-run.' || id FROM task_runs WHERE id IN (SELECT value"
-    " FROM json_each(?1)) AND (created >= ?2 OR state_timestamp >= ?2)"
+    " json_each(?1)) UNION ALL SELECT 'headwater.task-run.' || id FROM task_runs WHERE id IN"
+    " (SELECT value FROM json_each(?1))"
 )
 _RUN_PREFIXES = ("headwater.flow-run.", "headwater.task-run.")
 _PREFIX_LENGTH = len(_RUN_PREFIXES[0])
@@ -101,7 +164,7 @@ async def _prune_events(
     kept: set[str] = set()
     if run_ids:
         async with connection.execute(
-            _KEPT_RUNS, (msgspec.json.encode(sorted(run_ids)).decode(), cutoff)
+            _KEPT_RUNS, (msgspec.json.encode(sorted(run_ids)).decode(),)
         ) as cursor:
             kept = {row[0] for row in await cursor.fetchall()}
     keys: list[tuple[str, str, str]] = []
@@ -129,9 +192,12 @@ async def _prune_logs(
     connection: aiosqlite.Connection, cutoff: str, limit: int
 ) -> tuple[int, _Counts]:
     before = connection.total_changes
+    # logs of runs still stored stay with them (their runs go with them, above)
     await connection.execute(
-        "DELETE FROM logs WHERE id IN"
-        " (SELECT id FROM logs WHERE timestamp < ? ORDER BY timestamp LIMIT ?)",
+        "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE timestamp < ?"
+        " AND NOT EXISTS (SELECT 1 FROM flow_runs f WHERE f.id = logs.flow_run_id)"
+        " AND NOT EXISTS (SELECT 1 FROM task_runs t WHERE t.id = logs.task_run_id)"
+        " ORDER BY timestamp LIMIT ?)",
         (cutoff, limit),
     )
     removed = connection.total_changes - before
@@ -171,27 +237,33 @@ async def prune(
         for table, count in counts.items():
             setattr(result, table, getattr(result, table) + count)
 
-    # Events by keyset (the events of kept runs stay behind the position).
+    # Ended runs first, each with everything that is theirs: task runs, then flow runs.
+    for step in range(len(_STEPS)):
+        while True:
+            removed, counts = await database.write(
+                partial(_prune_ended_runs, cutoff=cutoff, limit=batch_size, step=step)
+            )
+            add(counts)
+            # Let a waiting writer take the lock before the next batch.
+            await anyio.lowlevel.checkpoint()
+            if removed < batch_size:
+                break
+    # Then other events by keyset (the events of kept runs stay behind the position).
     position = ("", "")
     while True:
         examined, counts, position = await database.write(
             partial(_prune_events, cutoff=cutoff, limit=batch_size, after=position)
         )
         add(counts)
-        # Let a waiting writer take the lock before the next batch.
         await anyio.lowlevel.checkpoint()
         if examined < batch_size:
             break
-    steps: list[Any] = [
-        lambda connection: _prune_logs(connection, cutoff, batch_size),
-        lambda connection: _prune_runs(connection, "task_runs", cutoff, batch_size),
-        lambda connection: _prune_runs(connection, "flow_runs", cutoff, batch_size),
-    ]
-    for step in steps:
-        while True:
-            removed, counts = await database.write(step)
-            add(counts)
-            await anyio.lowlevel.checkpoint()
-            if removed < batch_size:
-                break
+    while True:
+        removed, counts = await database.write(
+            partial(_prune_logs, cutoff=cutoff, limit=batch_size)
+        )
+        add(counts)
+        await anyio.lowlevel.checkpoint()
+        if removed < batch_size:
+            break
     return result

@@ -106,6 +106,12 @@ def translate_error(exc: BaseException, path: Path | str) -> StorageError:
     if name.startswith("SQLITE_NOTADB") or "file is not a database" in lowered:
         return DatabaseCorruptError(where, "the file is not a SQLite database")
     if name.startswith("SQLITE_CORRUPT") or "malformed" in lowered:
+        if where != ":memory:" and _checks_ok(Path(where)):
+            # A failed or short read/write (a full or failing disk, a file size limit, a
+            # network filesystem) looks like damage to SQLite; the file itself is fine.
+            return DatabaseUnavailableError(
+                where, f"I/O error: a read or write failed, the file itself checks ok ({message})"
+            )
         return DatabaseCorruptError(where, f"the database is damaged ({message})")
     if name.startswith("SQLITE_FULL") or "disk is full" in lowered:
         return DatabaseUnavailableError(where, "the disk is full")
@@ -124,6 +130,20 @@ def translate_error(exc: BaseException, path: Path | str) -> StorageError:
     if name.startswith("SQLITE_IOERR") or "disk i/o error" in lowered:
         return DatabaseUnavailableError(where, f"I/O error ({message})")
     return DatabaseUnavailableError(where, f"{type(exc).__name__}: {message}")
+
+
+def _checks_ok(path: Path) -> bool:
+    """Whether SQLite's quick check passes on ``path`` (a second opinion on "damaged")."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return False
+    try:
+        return connection.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
 
 
 def connection_pragmas(busy_timeout: float) -> list[str]:

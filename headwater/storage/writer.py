@@ -97,8 +97,11 @@ class PersistenceWriter:
         max_log_length: int = 100_000,
         log_buffer_size: int = 10_000,
         clock: Callable[[], datetime.datetime] = _utcnow,
+        on_health: Callable[[StorageError | None], None] | None = None,
     ) -> None:
         self.database = database
+        # told of every change between writing and failing (None: writes work again)
+        self.on_health = on_health
         self.batch_size = batch_size
         self.batch_latency = batch_latency
         self.max_log_length = max_log_length
@@ -197,6 +200,8 @@ class PersistenceWriter:
     def _failed(self, exc: StorageError, *, events: int = 0, logs: int = 0) -> None:
         if self.error is None:
             logger.error("could not write run history: %s; later failures are not logged", exc)
+            if self.on_health is not None:
+                self.on_health(exc)
         self.error = exc
         self.lost_events += events
         self.lost_logs += logs
@@ -210,6 +215,8 @@ class PersistenceWriter:
                 self.lost_logs,
             )
             self.error = None
+            if self.on_health is not None:
+                self.on_health(None)
 
     # -- logs ----------------------------------------------------------------------------
 

@@ -82,8 +82,9 @@ async def test_prune_removes_only_what_is_older_in_small_batches(db: Database) -
     assert result.events == 25 * 7
     assert result.event_resources == before["event_resources"] - after["event_resources"]
     assert result.total == sum(before.values()) - sum(after.values())
-    # 175 events in batches of 10 alone take 18 transactions: pruning never holds the lock long.
-    assert len(batches) >= 18 + 3 + 3 + 3
+    # 25 task runs, 25 flow runs and 25 other events, at most 10 of each per transaction:
+    # pruning never holds the lock long.
+    assert len(batches) >= 3 + 3 + 3
     remaining = sqlite3.connect(db.path)
     try:
         ids = {row[0] for row in remaining.execute("SELECT id FROM flow_runs")}
@@ -115,3 +116,66 @@ async def test_prune_accepts_a_cutoff_time_and_is_idempotent(db: Database) -> No
     second = await prune(db, T0 + DAY)
     assert first.total > 0 and second.total == 0
     assert sum(counts(db.path).values()) == 0
+
+
+@pytest.mark.anyio
+async def test_a_run_that_has_not_ended_is_never_pruned_however_old(db: Database) -> None:
+    running = uuid.uuid4()
+    waiting_task = uuid.uuid4()
+    finished_flow = uuid.uuid4()
+    open_task = uuid.uuid4()
+    started = [("Pending", "PENDING"), ("Running", "RUNNING")]
+    events = [
+        *run_events("flow-run", running, started, start=T0),
+        *run_events(
+            "task-run", waiting_task, [("Pending", "PENDING")], start=T0, flow_run_id=running
+        ),
+        # a final flow run that still has a task run open is not over either
+        *run_events("flow-run", finished_flow, start=T0),
+        *run_events("task-run", open_task, started, start=T0, flow_run_id=finished_flow),
+    ]
+    await PersistenceWriter(db).write_events(events)
+    result = await prune(db, datetime.timedelta(days=30), now=NOW)
+    assert result.total == 0
+    assert counts(db.path)["flow_runs"] == 2 and counts(db.path)["task_runs"] == 2
+    for run_id in (running, finished_flow):
+        detail = await read_flow_run(db, run_id)
+        assert detail is not None and detail.states
+
+
+@pytest.mark.anyio
+async def test_a_prune_cut_off_half_way_leaves_no_run_without_its_history(db: Database) -> None:
+    await fill(db, T0, runs=12)
+    write = db.write
+    calls = {"n": 0}
+
+    async def dying_write(work):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:  # the process exits after one batch
+            raise RuntimeError("killed")
+        return await write(work)
+
+    db.write = dying_write  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await prune(db, datetime.timedelta(days=30), batch_size=5, now=NOW)
+    connection = sqlite3.connect(db.path)
+    try:
+        runs = connection.execute(
+            "SELECT 'headwater.flow-run.' || id FROM flow_runs"
+            " UNION ALL SELECT 'headwater.task-run.' || id FROM task_runs"
+        ).fetchall()
+        without = [
+            run
+            for (run,) in runs
+            if not connection.execute(
+                "SELECT 1 FROM events WHERE resource_id = ?", (run,)
+            ).fetchone()
+        ]
+        remaining_tasks = connection.execute("SELECT count(*) FROM task_runs").fetchone()[0]
+    finally:
+        connection.close()
+    assert remaining_tasks == 12 - 5  # one batch went, with its events
+    assert without == []
+    db.write = write  # type: ignore[method-assign]
+    await prune(db, datetime.timedelta(days=30), batch_size=5, now=NOW)
+    assert counts(db.path)["flow_runs"] == 0 and counts(db.path)["events"] == 0

@@ -126,3 +126,21 @@ def test_storage_errors_are_headwater_errors() -> None:
 
     assert issubclass(StorageError, HeadwaterError)
     assert os.fspath(Path("/x.db")) in str(DatabaseCorruptError("/x.db", "bad"))
+
+
+@pytest.mark.anyio
+async def test_a_corruption_report_on_a_file_that_checks_ok_is_named_an_io_error(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "ok.db"
+    database = await open_database(db_path)
+    await database.close()
+    error = sqlite3.DatabaseError("database disk image is malformed")
+    translated = translate_error(error, db_path)
+    assert isinstance(translated, DatabaseUnavailableError)
+    assert "I/O error" in str(translated) and "checks ok" in str(translated)
+    assert str(db_path) in str(translated)
+    # a file that really is damaged is still called damaged
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(db_path.read_bytes()[:4096] + b"\x00garbage" * 2000)
+    assert isinstance(translate_error(error, damaged), DatabaseCorruptError)
