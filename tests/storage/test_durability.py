@@ -10,7 +10,7 @@ from pathlib import Path
 
 CHILD = textwrap.dedent(
     """
-    import os, resource, signal, sys
+    import os, resource, signal, sys, time
     from headwater import flow, task
     from headwater.exceptions import StorageError
 
@@ -19,6 +19,7 @@ CHILD = textwrap.dedent(
     @task
     def add(i: int) -> int:
         ran.append(i)
+        time.sleep(0.0005)  # work the writer outpaces, so its failure comes mid-run
         return i
 
     @flow
@@ -32,8 +33,11 @@ CHILD = textwrap.dedent(
     warm()  # creates and migrates the database
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, writes fail with EFBIG
     db = os.path.join(os.environ["HEADWATER_HOME"], "headwater.db")
-    # the WAL is reused from its start after a checkpoint: only growth past it fails
-    limit = max(os.path.getsize(db), os.path.getsize(db + "-wal")) + 64 * 1024
+    # an emptied WAL must grow for the next commits: they fail past the limit
+    import sqlite3
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    limit = os.path.getsize(db) + 64 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
         big(30000)
