@@ -6,6 +6,7 @@ The public API follows Prefect 3's: ``from headwater import flow, task``.
 from headwater.concurrency.task_slots import acquire_task_slots
 from headwater.engine.annotations import allow_failure, opaque, quote, unmapped
 from headwater.engine.context import related_resources, tags
+from headwater.engine.control import terminate_live_runs
 from headwater.engine.flows import Flow, flow
 from headwater.engine.logging import get_run_logger
 from headwater.engine.startup import register_startup_hook
@@ -13,6 +14,7 @@ from headwater.engine.states import State
 from headwater.engine.task_slots import set_provider as set_task_slot_provider
 from headwater.engine.tasks import Task, task
 from headwater.events.emit import emit_event, register_emit_hook, register_related_provider
+from headwater.lifecycle import register_termination_hook
 
 
 def _start_services() -> None:
@@ -37,9 +39,9 @@ register_related_provider(related_resources)
 register_startup_hook(_start_services)
 register_emit_hook(_start_services)  # a script's own events are kept and seen by automations
 set_task_slot_provider(acquire_task_slots)
+register_termination_hook(terminate_live_runs)  # SIGTERM: live runs end Crashed, then exit
 del acquire_task_slots, related_resources, register_related_provider, register_startup_hook
-del register_emit_hook
-del set_task_slot_provider
+del register_emit_hook, register_termination_hook, set_task_slot_provider, terminate_live_runs
 
 __version__ = "0.1.0"
 

@@ -12,8 +12,9 @@ which services must stop *after* it. This module then owns, for all of them:
   ``stops_before`` (the reactor drains, and its actions' events are then written, before
   persistence writes its last events);
 - the process's handlers, installed once: ``atexit`` (stop everything, in order), SIGTERM
-  (when no other handler is installed: flush every service, then let the default action
-  terminate the process) and an after-fork reset (the parent's services do not exist in a
+  (when no other handler is installed: the termination hooks first, so live runs end
+  Crashed; then flush every service and let the default action terminate the process)
+  and an after-fork reset (the parent's services do not exist in a
   forked child).
 
 Services live on the service loop (:mod:`headwater.events.service`); ``open`` runs there, so
@@ -42,6 +43,7 @@ __all__ = [
     "ServiceSpec",
     "ensure",
     "forget",
+    "register_termination_hook",
     "get",
     "running",
     "stop",
@@ -132,6 +134,8 @@ _running: dict[ServiceSpec[Any], _Running] = {}
 _remembered: dict[ServiceSpec[Any], _Remembered] = {}
 _lock = threading.RLock()
 _sigterm_installed = False
+_terminating = False
+_termination_hooks: list[Callable[[], None]] = []
 
 
 def get(spec: ServiceSpec[S]) -> S | None:
@@ -329,7 +333,23 @@ def _install_signal_handler() -> None:
         pass  # not the main interpreter, or no signals here
 
 
+def register_termination_hook(hook: Callable[[], None]) -> None:
+    """Call ``hook`` in the main thread when SIGTERM arrives, before services flush.
+
+    A hook may raise (the engine raises ``TerminationSignal`` when flow runs are live, so
+    they end Crashed and the process exits through its normal path, ``atexit`` included);
+    a second SIGTERM skips the hooks and terminates at once, after flushing.
+    """
+    if hook not in _termination_hooks:
+        _termination_hooks.append(hook)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    global _terminating
+    if not _terminating:
+        _terminating = True
+        for hook in _termination_hooks:
+            hook()
     # Make what was published durable, then let the signal do what it would have done. No
     # lock is taken: the signal may have interrupted a holder of one.
     try:

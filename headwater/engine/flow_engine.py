@@ -20,7 +20,7 @@ import anyio
 
 from headwater.engine import control
 from headwater.engine.context import FlowRunContext, current_tags, flow_run_context
-from headwater.engine.control import CancellationInterrupt
+from headwater.engine.control import TERMINATED, CancellationInterrupt
 from headwater.engine.futures import resolve_futures_to_states
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
@@ -200,7 +200,12 @@ class FlowRunEngine:
     def crashed(self, exc: BaseException) -> None:
         # asyncio.CancelledError is anyio's cancellation too; asking anyio would fail in a
         # sync flow (no event loop), turning the crash report itself into an error
-        if isinstance(exc, asyncio.CancelledError):
+        if control.terminating or isinstance(exc, control.TerminationSignal):
+            if self.live.message is not None:  # Prefect's rule: a cancelling run is Cancelled
+                self.transition(Cancelled(message=self.live.message))
+                return
+            message = TERMINATED
+        elif isinstance(exc, asyncio.CancelledError):
             message = "Execution was cancelled by the runtime environment."
         else:
             message = f"Execution was interrupted by an unexpected exception: {type(exc).__name__}"
@@ -314,6 +319,7 @@ class FlowRunEngine:
         raised: Exception | None = None
         value: Any = None
         loop = asyncio.get_running_loop()
+        interrupted = False
         try:
             args, kwargs = self.call_arguments()
             with anyio.CancelScope() as cancellation:
@@ -326,11 +332,17 @@ class FlowRunEngine:
                             value = await flow.fn(*args, **kwargs)
                         except Exception as exc:
                             raised = exc
+        except BaseException:
+            interrupted = True  # torn down (SIGTERM, Ctrl-C, the loop closing): do not wait
+            raise
         finally:
             cancelled = self.live.unbind()
             context.task_group = None
             with anyio.CancelScope(shield=True):
-                await runner.shutdown_async()
+                if interrupted:
+                    runner.abandon()
+                else:
+                    await runner.shutdown_async()
             reset_log_prints(prints)
             flow_run_context.reset(token)
         if cancelled:

@@ -17,7 +17,7 @@ from headwater.engine.transitions import RunIdentity, TransitionRecord
 from headwater.events.bus import get_bus
 from headwater.ids import new_uuid
 
-__all__ = ["FlowRun", "TaskRun", "set_state"]
+__all__ = ["FlowRun", "TaskRun", "seal", "set_state"]
 
 
 class FlowRun:
@@ -96,6 +96,7 @@ class TaskRun:
         "name",
         "parameters",
         "run_count",
+        "sealed",
         "start_time",
         "state",
         "tags",
@@ -123,6 +124,8 @@ class TaskRun:
         self.start_time: datetime.datetime | None = None
         self.end_time: datetime.datetime | None = None
         self.parameters = parameters
+        # set when its flow run closed it (interrupted): later states are not recorded
+        self.sealed = False
         self.identity = RunIdentity(
             "task-run",
             uuid_id,
@@ -140,14 +143,16 @@ class TaskRun:
         return f"TaskRun(id={self.id}, name={self.name!r}, state={state})"
 
 
-def set_state(run: FlowRun | TaskRun, state: State[Any]) -> TransitionRecord:
+def set_state(run: FlowRun | TaskRun, state: State[Any]) -> TransitionRecord | None:
     """Make ``state`` the run's current state and publish the transition.
 
     This is the only place a run's state changes. It stamps the run ids on the state,
     keeps ``run_count``/``start_time``/``end_time`` (Prefect's global transforms), and
     puts one record on the bus; the event id is the state id and ``follows`` is the
-    previous state's id.
+    previous state's id. A sealed task run (see :func:`seal`) changes no more.
     """
+    if type(run) is TaskRun and run.sealed:
+        return None
     previous = run.state
     details = state.state_details
     if type(run) is TaskRun:
@@ -173,3 +178,15 @@ def set_state(run: FlowRun | TaskRun, state: State[Any]) -> TransitionRecord:
     )
     get_bus().publish(record)
     return record
+
+
+def seal(run: TaskRun, state: State[Any]) -> None:
+    """Give ``run`` its final ``state`` on behalf of its flow run, and record nothing after.
+
+    For a task run its flow run must leave behind (the flow was interrupted): its own
+    thread may still report later, and must not be recorded after the flow's final state.
+    """
+    if run.sealed or (run.state is not None and run.state.is_final()):
+        return
+    set_state(run, state)
+    run.sealed = True

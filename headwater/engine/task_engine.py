@@ -26,12 +26,12 @@ from headwater.engine.context import (
     current_tags,
     task_run_context,
 )
-from headwater.engine.control import CancellationInterrupt
+from headwater.engine.control import TERMINATED, CancellationInterrupt
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.results import get_default_persist_setting
 from headwater.engine.retries import jittered, retry_delay
-from headwater.engine.runs import TaskRun, set_state
+from headwater.engine.runs import TaskRun, seal, set_state
 from headwater.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -229,8 +229,15 @@ class TaskRunEngine:
         if isinstance(exc, CancellationInterrupt) or live_cancel:
             self.transition(Cancelled(message="The flow run was cancelled"))
             return
-        message = f"Execution was interrupted by {type(exc).__name__}"
+        if control.terminating or isinstance(exc, control.TerminationSignal):
+            message = TERMINATED
+        else:
+            message = f"Execution was interrupted by {type(exc).__name__}"
         self.transition(Crashed(data=exc, message=message))
+
+    def abandon(self, message: str) -> None:
+        """Its flow run ends without it (interrupted): record it Crashed, and nothing after."""
+        seal(self.task_run, Crashed(message=message))
 
     def _condition_failed(self) -> bool:
         _logger.exception(

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +29,9 @@ __all__ = ["FlowRunSite", "SubmittedRun", "TaskRunner", "ThreadPoolTaskRunner"]
 
 _logger = logging.getLogger("headwater.task_runners")
 
+ABANDON_GRACE = 5.0
+"""Seconds running task runs get to finish when their flow run is interrupted."""
+
 
 class SubmittedRun(Protocol):
     """A task run handed to a runner (the task engine's ``TaskRunEngine``)."""
@@ -41,6 +45,8 @@ class SubmittedRun(Protocol):
     def execute_sync(self) -> Any: ...
 
     def execute_async(self) -> Coroutine[Any, Any, Any]: ...
+
+    def abandon(self, message: str) -> None: ...
 
 
 class FlowRunSite(Protocol):
@@ -73,11 +79,23 @@ class TaskRunner:
         """Async form of :meth:`shutdown`: waits without blocking the event loop."""
         self.shutdown()
 
+    def abandon(self, grace: float = ABANDON_GRACE) -> None:
+        """The flow run was interrupted (Ctrl-C, SIGTERM, a crash): stop at once.
+
+        Task runs not started yet never start; running ones get ``grace`` seconds to
+        finish; every one left is recorded Crashed now, before its flow run's final state,
+        and nothing it reports later is recorded.
+        """
+        self.shutdown()
+
     def __enter__(self) -> TaskRunner:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            self.abandon()  # KeyboardInterrupt, SIGTERM's TerminationSignal, ...
+        else:
+            self.shutdown()
 
 
 class ThreadPoolTaskRunner(TaskRunner):
@@ -94,7 +112,10 @@ class ThreadPoolTaskRunner(TaskRunner):
         self.max_workers = max_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._outstanding: set[HeadwaterFuture[Any]] = set()
+        # submitted to the pool and not finished: the run, and the pool's handle on it
+        self._outstanding: dict[
+            HeadwaterFuture[Any], tuple[SubmittedRun, concurrent.futures.Future[Any]]
+        ] = {}
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(self.max_workers)
@@ -126,11 +147,11 @@ class ThreadPoolTaskRunner(TaskRunner):
                 )
             return future
         future = HeadwaterFuture(engine.task_run)
-        self._outstanding.add(future)
-        future.add_done_callback(self._outstanding.discard)
         context = contextvars.copy_context()
         driver = _drive_async_in_thread if engine.isasync else _drive_sync
-        self._pool().submit(context.run, driver, engine, future)
+        outstanding = self._outstanding
+        outstanding[future] = (engine, self._pool().submit(context.run, driver, engine, future))
+        future.add_done_callback(lambda done: outstanding.pop(done, None))
         return future
 
     def shutdown(self) -> None:
@@ -142,6 +163,39 @@ class ThreadPoolTaskRunner(TaskRunner):
         for future in list(self._outstanding):
             await future.wait_async()
         self.shutdown()
+
+    def abandon(self, grace: float = ABANDON_GRACE) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        executor.shutdown(wait=False, cancel_futures=True)
+        left = list(self._outstanding.items())
+        deadline = time.monotonic() + grace
+        try:
+            for _, (_, work) in left:
+                if not work.cancelled():
+                    try:
+                        work.result(timeout=max(0.0, deadline - time.monotonic()))
+                    except concurrent.futures.TimeoutError:
+                        pass
+        finally:  # a second Ctrl-C stops the wait, never the recording
+            running = []
+            for future, (engine, work) in left:
+                if work.cancelled():
+                    engine.abandon("Never started: its flow run was interrupted first.")
+                elif not work.done():
+                    engine.abandon(f"Still running {grace:g} s after its flow run was interrupted.")
+                    running.append(engine.task_run.name)
+                else:
+                    continue
+                future._finish(engine.task_run.state)  # type: ignore[arg-type]
+            if running:
+                _logger.warning(
+                    "%d task run(s) still running in threads (%s); Python waits for them "
+                    "at exit (interrupt again to stop waiting)",
+                    len(running),
+                    ", ".join(running[:5]),
+                )
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
