@@ -185,10 +185,16 @@ def with_history(work: Callable[[History], Awaitable[T]]) -> T:
 
             async with HeadwaterClient(settings) as client:
                 return await work(RemoteHistory(client))
-        from headwater.storage import open_database
+        from headwater.exceptions import StorageError
+        from headwater.storage import mark_crashed_runs, open_database
 
         database = await open_database()
         try:
+            try:
+                # runs whose process died read Crashed now, not at the next flow's start
+                await mark_crashed_runs(database, None)
+            except StorageError:
+                pass  # a read-only or busy file still answers the question asked
             return await work(LocalHistory(database))
         finally:
             await database.close()

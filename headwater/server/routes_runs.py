@@ -14,6 +14,7 @@ with its state history (oldest first); its logs are ``GET .../{id}/logs`` or
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -23,6 +24,8 @@ from starlette.routing import BaseRoute, Route
 
 from headwater.server.errors import HTTPError, JSONResponse, decode_body
 from headwater.server.state import get_state
+from headwater.storage.crashes import mark_crashed_runs
+from headwater.storage.database import Database
 from headwater.storage.queries import (
     read_flow_run,
     read_flow_runs,
@@ -33,6 +36,20 @@ from headwater.storage.queries import (
 from headwater.storage.run_filters import FlowRunFilter, LogFilter, TaskRunFilter
 
 __all__ = ["routes"]
+
+
+CRASH_SWEEP_EVERY = 1.0
+"""Run listings check for dead processes at most this often (seconds), besides the minutely
+sweep of persistence, so a killed client's runs read Crashed at once, not up to a minute on."""
+
+
+async def _database(request: Request) -> Database:
+    state = get_state(request)
+    now = time.monotonic()
+    if now - state.last_crash_sweep >= CRASH_SWEEP_EVERY:
+        state.last_crash_sweep = now
+        await mark_crashed_runs(state.database, state.bus)
+    return state.database
 
 
 def _run_id(request: Request, kind: str) -> uuid.UUID:
@@ -67,20 +84,20 @@ def _with_states(run: Any, states: list[Any]) -> dict[str, Any]:
 async def filter_flow_runs(request: Request) -> JSONResponse:
     body = await decode_body(request, FlowRunFilter)
     # the filter's fields are the reader's keyword arguments, one for one
-    runs = await read_flow_runs(get_state(request).database, **msgspec.structs.asdict(body))
+    runs = await read_flow_runs(await _database(request), **msgspec.structs.asdict(body))
     return JSONResponse(runs)
 
 
 async def filter_task_runs(request: Request) -> JSONResponse:
     body = await decode_body(request, TaskRunFilter)
     # the filter's fields are the reader's keyword arguments, one for one
-    runs = await read_task_runs(get_state(request).database, **msgspec.structs.asdict(body))
+    runs = await read_task_runs(await _database(request), **msgspec.structs.asdict(body))
     return JSONResponse(runs)
 
 
 async def get_flow_run(request: Request) -> JSONResponse:
     run_id = _run_id(request, "flow run")
-    detail = await read_flow_run(get_state(request).database, run_id, log_limit=0)
+    detail = await read_flow_run(await _database(request), run_id, log_limit=0)
     if detail is None:
         raise HTTPError(404, f"no flow run with id '{run_id}'")
     return JSONResponse(_with_states(detail.run, detail.states))
@@ -88,7 +105,7 @@ async def get_flow_run(request: Request) -> JSONResponse:
 
 async def get_task_run(request: Request) -> JSONResponse:
     run_id = _run_id(request, "task run")
-    detail = await read_task_run(get_state(request).database, run_id, log_limit=0)
+    detail = await read_task_run(await _database(request), run_id, log_limit=0)
     if detail is None:
         raise HTTPError(404, f"no task run with id '{run_id}'")
     return JSONResponse(_with_states(detail.run, detail.states))

@@ -49,6 +49,7 @@ class ServerState:
         self.observers: set[Subscription] = set()
         self.manage_persistence = False
         self._database: Database | None = None
+        self.last_crash_sweep = -1e18  # monotonic time of the last on-demand crash check
 
     @property
     def database(self) -> Database:

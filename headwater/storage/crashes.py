@@ -10,7 +10,15 @@ The Crashed state is a real event, ``headwater.flow-run.Crashed``, following the
 state. It is committed in the same transaction as a compare-and-set on the run's current
 state id, so when several processes sweep the same file at once exactly one of them marks
 the run, and then it is published on the bus for every other consumer (the persistence
-writer sees it again and, the event id being the state id, writes nothing twice).
+writer sees it again and, the event id being the state id, writes nothing twice). The
+whole run tree is closed in that transaction: every task run of the flow run that is not
+in a final state gets its own ``headwater.task-run.Crashed``.
+
+A Crashed state is dated when the crash happened at the latest: just after the run's last
+sign of life (its latest state or heartbeat), not when it was detected (the message says
+when). States are ordered by when they happened, so a terminal state the run's own process
+recorded after that moment, and delivered late (through an outbox, while a server was
+down), still wins over the detector's guess.
 """
 
 from __future__ import annotations
@@ -32,7 +40,13 @@ from headwater.storage.batch import write_rows
 from headwater.storage.database import Database
 from headwater.storage.rows import build_rows, format_timestamp, parse_timestamp
 
-__all__ = ["crashed_event", "mark_crashed_runs", "process_alive"]
+__all__ = [
+    "crashed_event",
+    "crashed_task_event",
+    "last_sign_of_life",
+    "mark_crashed_runs",
+    "process_alive",
+]
 
 _ACTIVE_RUNS = (
     "SELECT id, name, flow_name, flow_version, parent_flow_run_id, state_id, state_type,"
@@ -43,6 +57,12 @@ _CLAIM = (
     "UPDATE flow_runs SET state_id = ?, state_type = 'CRASHED', state_name = 'Crashed',"
     " state_message = ?, state_timestamp = ?, end_time = ? WHERE id = ? AND state_id = ?"
 )
+_OPEN_TASK_RUNS = (
+    "SELECT id, name, task_key, task_name, flow_run_id, flow_name, state_id, state_type,"
+    " state_name, state_message, state_timestamp, run_count, tags FROM task_runs"
+    " WHERE flow_run_id = ? AND state_type NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED')"
+)
+_AFTER = datetime.timedelta(microseconds=1)
 
 
 def process_alive(pid: int) -> bool:
@@ -140,6 +160,87 @@ def crashed_event(run: dict[str, Any], now: datetime.datetime, message: str) -> 
     )
 
 
+def crashed_task_event(
+    task: dict[str, Any], flow_run: dict[str, Any], at: datetime.datetime, message: str
+) -> Event:
+    """The ``headwater.task-run.Crashed`` event closing an open task run of a crashed flow run."""
+    state_id = new_uuid()
+    timestamp = at.isoformat()
+    tags = msgspec.json.decode(task["tags"]) if task["tags"] else []
+    flow_name = task["flow_name"] or flow_run["flow_name"]
+    related: list[dict[str, str]] = [
+        {
+            RESOURCE_ID: f"headwater.flow-run.{flow_run['id']}",
+            RESOURCE_ROLE: "flow-run",
+            RESOURCE_NAME: flow_run["name"],
+        },
+        {
+            RESOURCE_ID: f"headwater.flow.{flow_name}",
+            RESOURCE_ROLE: "flow",
+            RESOURCE_NAME: flow_name,
+        },
+    ]
+    if task["task_key"]:
+        related.append(
+            {
+                RESOURCE_ID: f"headwater.task.{task['task_key']}",
+                RESOURCE_ROLE: "task",
+                RESOURCE_NAME: task["task_name"] or "",
+            }
+        )
+    related.extend({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"} for tag in tags)
+    return Event(
+        occurred=at,
+        event="headwater.task-run.Crashed",
+        resource={  # type: ignore[arg-type]
+            RESOURCE_ID: f"headwater.task-run.{task['id']}",
+            RESOURCE_NAME: task["name"],
+            "headwater.run-count": str(task["run_count"]),
+            "headwater.state-message": message,
+            "headwater.state-name": "Crashed",
+            "headwater.state-timestamp": timestamp,
+            "headwater.state-type": "CRASHED",
+        },
+        related=related,  # type: ignore[arg-type]
+        payload={
+            "intended": {"from": task["state_type"], "to": "CRASHED"},
+            "initial_state": {
+                "id": task["state_id"],
+                "type": task["state_type"],
+                "name": task["state_name"],
+                "message": task["state_message"] or "",
+                "timestamp": parse_timestamp(task["state_timestamp"]).isoformat(),
+            },
+            "validated_state": {
+                "id": str(state_id),
+                "type": "CRASHED",
+                "name": "Crashed",
+                "message": message,
+                "timestamp": timestamp,
+            },
+            "task_run": {
+                "id": task["id"],
+                "name": task["name"],
+                "task_key": task["task_key"],
+                "task_name": task["task_name"],
+                "flow_run_id": task["flow_run_id"],
+                "tags": tags,
+                "run_count": task["run_count"],
+            },
+        },
+        id=state_id,
+        follows=uuid.UUID(task["state_id"]),
+    )
+
+
+def last_sign_of_life(run: dict[str, Any]) -> datetime.datetime:
+    """The latest moment the run's process was seen alive (its state or its heartbeat)."""
+    seen = parse_timestamp(run["state_timestamp"])
+    if run.get("heartbeat"):
+        seen = max(seen, parse_timestamp(run["heartbeat"]))
+    return seen
+
+
 def _crash_reason(
     run: dict[str, Any],
     hostname: str,
@@ -174,14 +275,18 @@ async def mark_crashed_runs(
     hostname: str | None = None,
     stale_after: datetime.timedelta | None = None,
 ) -> list[Event]:
-    """Mark every flow run whose process is gone as Crashed; return the Crashed events.
+    """Mark every flow run whose process is gone as Crashed, with its open task runs.
 
     Args:
         database: the database to sweep.
         bus: where to publish the Crashed events after their commit (None: only store them).
-        now: the time of the Crashed states (default: now).
+        now: when the sweep runs (default: now); the Crashed states are dated just after
+            each run's last sign of life.
         hostname: this machine's name (default: ``socket.gethostname()``).
         stale_after: also mark runs of other machines whose heartbeat is older than this.
+
+    Returns:
+        The Crashed events: each flow run's, then its task runs'.
 
     Raises:
         StorageError: the database cannot be read or written.
@@ -196,9 +301,12 @@ async def mark_crashed_runs(
         reason = _crash_reason(run, hostname, now, stale_after)
         if reason is None:
             continue
-        event = crashed_event(run, now, reason)
-        if await _claim(database, run, event, now):
-            crashed.append(event)
+        at = last_sign_of_life(run) + _AFTER
+        reason = f"{reason} Detected at {now.isoformat(timespec='seconds')}."
+        event = crashed_event(run, at, reason)
+        closed = await _claim(database, run, event, at, now)
+        if closed is not None:
+            crashed += [event, *closed]
     if bus is not None:
         for event in crashed:
             bus.publish(event)
@@ -206,26 +314,37 @@ async def mark_crashed_runs(
 
 
 async def _claim(
-    database: Database, run: dict[str, Any], event: Event, now: datetime.datetime
-) -> bool:
-    timestamp = format_timestamp(now)
-    rows = build_rows([event], now)
+    database: Database,
+    run: dict[str, Any],
+    event: Event,
+    at: datetime.datetime,
+    now: datetime.datetime,
+) -> list[Event] | None:
+    """Mark the run Crashed unless its state moved on; close its open task runs with it.
 
-    async def work(connection: aiosqlite.Connection) -> bool:
+    Returns:
+        The task runs' Crashed events, or None when another process (or the run) was first.
+    """
+    timestamp = format_timestamp(at)
+    message = event.payload["validated_state"]["message"]
+
+    async def work(connection: aiosqlite.Connection) -> list[Event] | None:
         cursor: sqlite3.Cursor | Any = await connection.execute(
-            _CLAIM,
-            (
-                str(event.id),
-                event.payload["validated_state"]["message"],
-                timestamp,
-                timestamp,
-                run["id"],
-                run["state_id"],
-            ),
+            _CLAIM, (str(event.id), message, timestamp, timestamp, run["id"], run["state_id"])
         )
         if cursor.rowcount != 1:
-            return False  # another process marked it, or the run moved on meanwhile
-        await write_rows(connection, rows)
-        return True
+            return None  # another process marked it, or the run moved on meanwhile
+        async with connection.execute(_OPEN_TASK_RUNS, (run["id"],)) as tasks:
+            columns = [column[0] for column in tasks.description]
+            open_tasks = [dict(zip(columns, row, strict=True)) for row in await tasks.fetchall()]
+        closing = f"Its flow run crashed: {message}"
+        closed = [
+            crashed_task_event(
+                task, run, max(at, parse_timestamp(task["state_timestamp"]) + _AFTER), closing
+            )
+            for task in open_tasks
+        ]
+        await write_rows(connection, build_rows([event, *closed], now))
+        return closed
 
     return await database.write(work)

@@ -170,3 +170,122 @@ def test_process_alive() -> None:
         check=True,
     )
     assert not process_alive(int(done.stdout))
+
+
+FLOW_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from headwater import flow, task
+
+    ready = Path(sys.argv[1])
+
+    @task
+    def step(i: int) -> int:
+        if i == 1:
+            ready.write_text("go")
+        time.sleep(60)
+        return i
+
+    @flow
+    def stuck() -> None:
+        for future in [step.submit(i) for i in range(6)]:
+            future.result()
+
+    stuck()
+    """
+)
+
+
+def test_kill_9_closes_the_whole_run_tree_and_the_cli_sees_it_at_once(tmp_path: Path) -> None:
+    import json
+    import time
+
+    ready = tmp_path / "ready"
+    env = dict(
+        os.environ,
+        HEADWATER_HOME=str(tmp_path),
+        HEADWATER_LOGGING_TO_CONSOLE="false",
+        HEADWATER_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS="2",
+    )
+    child = subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(ready)], env=env)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # a batch of its events is committed (batch latency 0.1 s)
+    child.kill()
+    child.wait(10)
+
+    def cli(*args: str) -> list[dict]:
+        done = subprocess.run(
+            [sys.executable, "-m", "headwater", *args, "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    flows = cli("flow-run", "ls")
+    assert [f["state"]["name"] for f in flows] == ["Crashed"]
+    assert str(child.pid) in flows[0]["state"]["message"]
+    tasks = cli("task-run", "ls")
+    assert len(tasks) == 6
+    assert {t["state"]["name"] for t in tasks} == {"Crashed"}  # two were running, four queued
+    assert all("Its flow run crashed" in t["state"]["message"] for t in tasks)
+    # dated at the last sign of life, not at detection
+    crashed_at = flows[0]["state"]["timestamp"]
+    assert all(t["state"]["timestamp"] >= crashed_at for t in tasks)
+
+
+@pytest.mark.anyio
+async def test_a_final_state_recorded_by_the_run_and_delivered_late_wins_over_the_detector(
+    db: Database,
+) -> None:
+    from storage_helpers import T0, state_event
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id, task_id = uuid.uuid4(), uuid.uuid4()
+    flow_events = run_events("flow-run", run_id, RUNNING, pid=dead.pid, hostname=socket_name())
+    task_events = run_events("task-run", task_id, RUNNING, flow_run_id=run_id)
+    writer = PersistenceWriter(db, clock=lambda: T0 + datetime.timedelta(seconds=2))
+    await writer.write_events([*flow_events, *task_events])
+    crashed = await mark_crashed_runs(db, None, now=T0 + datetime.timedelta(hours=1))
+    assert [e.event for e in crashed] == [
+        "headwater.flow-run.Crashed",
+        "headwater.task-run.Crashed",
+    ]
+    # Crashed is dated just after the last sign of life (the heartbeat at T0 + 2 s)
+    assert crashed[0].occurred < T0 + datetime.timedelta(seconds=3)
+    # the run's own process had finished at T0 + 5 s; its events arrive now, late
+    done_at = T0 + datetime.timedelta(seconds=5)
+    late = [
+        state_event(
+            "task-run",
+            task_id,
+            "Completed",
+            "COMPLETED",
+            occurred=done_at,
+            previous=task_events[-1],
+            flow_run_id=run_id,
+        ),
+        state_event(
+            "flow-run", run_id, "Completed", "COMPLETED", occurred=done_at, previous=flow_events[-1]
+        ),
+    ]
+    await writer.write_events(late)
+    detail = await read_flow_run(db, run_id)
+    assert detail is not None and detail.run.state.name == "Completed"
+    from headwater.storage.queries import read_task_run
+
+    task = await read_task_run(db, task_id)
+    assert task is not None and task.run.state.name == "Completed"
+
+
+def socket_name() -> str:
+    import socket
+
+    return socket.gethostname()
