@@ -10,8 +10,9 @@ socket, that event is lost silently and the client re-sends what was in flight):
 - a message that is not a valid event, or is larger than ``HEADWATER_EVENTS_MAXIMUM_SIZE_BYTES``,
   gets ``{"type": "error", "index": n, "detail": "..."}`` back (``n`` counts the event
   messages of this connection from 0) and the connection goes on;
-- a ping is answered only once every message before it has been published (see
-  :mod:`headwater.server.protocol`), so the client's ping/pong checkpoint is exact.
+- a ping is answered only once every message before it has been published *and committed*
+  (see :mod:`headwater.server.protocol`), so the client's ping/pong checkpoint is exact
+  and survives a server crash: what was confirmed is in the database.
 
 Back-pressure: when a lossless subscriber (persistence) is full, the handler stops reading
 until it has room, instead of blocking the server's event loop in ``publish``; the client's
@@ -30,10 +31,14 @@ from headwater.events.bus import EventBus
 from headwater.events.schema import Event, decode_event
 from headwater.exceptions import InvalidEventError
 from headwater.server.handshake import accept
+from headwater.server.protocol import BARRIER_EXTENSION
 from headwater.server.state import get_state
 from headwater.server.wire import ReceivedEvent, error_frame, utcnow
 
 __all__ = ["check_size", "ingest_endpoint", "publish_received", "wait_for_room"]
+
+ACK_TIMEOUT = 30.0
+"""Seconds a confirmation waits for the commit of what it confirms; then none is given."""
 
 _FIRST_DELAY = 0.0005
 _LONGEST_DELAY = 0.02
@@ -77,6 +82,10 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
     if not await accept(websocket, state.authenticator):
         return
     bus = state.bus
+    register = websocket.scope.get("extensions", {}).get(BARRIER_EXTENSION)
+    if register is not None:
+        # pongs wait until persistence has committed what came before them
+        register(lambda: bus.aflush(ACK_TIMEOUT))
     maximum = state.settings.events_maximum_size_bytes
     saturated = bus.saturated
     publish = bus.publish

@@ -7,9 +7,13 @@ can be before the application has even read the frames that came ahead of it in 
 TCP segment; those events would then be lost silently if the server died.
 
 :class:`CheckpointWebSocketProtocol` holds each pong back until the application has asked
-for the message *after* every message that preceded the ping. The ingest handler publishes
-each event before it asks for the next message, so a pong implies that every earlier event
-is on the bus (where durability is the persistence writer's business).
+for the message *after* every message that preceded the ping, and then until the
+application's *durability barrier* says those messages are kept: the ingest handler
+publishes each event before it asks for the next message, and registers a barrier that
+waits for the bus's lossless consumers (persistence, which acknowledges after its commit).
+So a pong means every earlier event is committed; a server killed after acknowledging
+loses nothing the client counted as delivered. A barrier that fails (the database cannot
+be written) closes the connection instead of answering, and the client re-sends.
 
 It is uvicorn's ``websockets-sansio`` implementation (built on the ``websockets`` library's
 sans-I/O protocol) with a few overrides, so it needs uvicorn >= 0.35; pass it to uvicorn as
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
@@ -36,7 +41,12 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
-__all__ = ["CheckpointWebSocketProtocol"]
+__all__ = ["BARRIER_EXTENSION", "Barrier", "CheckpointWebSocketProtocol"]
+
+Barrier = Callable[[], Awaitable[bool]]
+BARRIER_EXTENSION = "headwater.durability_barrier"
+"""ASGI scope extension: call ``scope["extensions"][BARRIER_EXTENSION](barrier)`` to make
+pongs wait for ``barrier()`` (True: everything published so far is kept)."""
 
 
 class _HeldPongServerProtocol(ServerProtocol):
@@ -84,6 +94,24 @@ class CheckpointWebSocketProtocol(WebSocketsSansIOProtocol):
         self._taken = 0  # ... taken by the application
         self._done = 0  # ... that the application has finished with
         self._pongs: deque[tuple[int, bytes]] = deque()  # (messages before the ping, payload)
+        self._barrier: Barrier | None = None
+        self._durable: deque[bytes] = deque()  # pongs due once the barrier passes
+        self._barrier_task: asyncio.Task[None] | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][BARRIER_EXTENSION] = self._set_barrier
+
+    def _set_barrier(self, barrier: Barrier) -> None:
+        self._barrier = barrier
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        task, self._barrier_task = self._barrier_task, None
+        if task is not None:
+            task.cancel()
+        super().connection_lost(exc)
 
     def send_receive_event_to_app(self) -> None:
         before = self.queue.qsize()
@@ -101,15 +129,41 @@ class CheckpointWebSocketProtocol(WebSocketsSansIOProtocol):
         pongs = self._pongs
         while pongs and pongs[0][0] <= self._done:
             _, payload = pongs.popleft()
-            if self.transport.is_closing():
-                pongs.clear()
-                return
-            try:
-                self.conn.send_pong(payload)
-            except InvalidState:
-                pongs.clear()  # the connection is closing: no pong is due any more
-                return
-            self.transport.write(b"".join(self.conn.data_to_send()))
+            if self._barrier is None:
+                if not self._send_pong(payload):
+                    pongs.clear()
+                    return
+            else:
+                self._durable.append(payload)
+        if self._durable and self._barrier_task is None:
+            self._barrier_task = self.loop.create_task(self._answer_when_durable())
+
+    async def _answer_when_durable(self) -> None:
+        """Answer the due pongs, in order, each once everything before it is kept."""
+        try:
+            while self._durable:
+                due = list(self._durable)
+                self._durable.clear()
+                assert self._barrier is not None
+                if not await self._barrier():
+                    # not kept: no confirmation; the client re-sends after reconnecting
+                    self.transport.close()
+                    return
+                for payload in due:
+                    if not self._send_pong(payload):
+                        return
+        finally:
+            self._barrier_task = None
+
+    def _send_pong(self, payload: bytes) -> bool:
+        if self.transport.is_closing():
+            return False
+        try:
+            self.conn.send_pong(payload)
+        except InvalidState:
+            return False  # the connection is closing: no pong is due any more
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send(self, message: ASGISendEvent) -> None:
         # A lost connection is only marked so on the next loop iteration; an application

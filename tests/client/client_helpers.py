@@ -129,6 +129,13 @@ class ServerProcess:
                 process.kill()
                 process.wait()
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush (what a crash or an OOM kill does)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 

@@ -106,6 +106,33 @@ def test_server_restart_mid_flow_loses_nothing(
     assert server.finished_run(done["flow_run_id"])["state"]["name"] == "Completed"
 
 
+def test_kill_9_of_the_server_mid_flow_loses_nothing_it_confirmed(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = start_server()
+    flow = run_flow(client_env(tmp_path / "client", server.api_url), "wait-live", 40, 0.05)
+    try:
+
+        def some_tasks_done() -> bool:
+            return len(server.post("/task_runs/filter", {"state_type": ["COMPLETED"]})) >= 5
+
+        wait_until(some_tasks_done)
+        server.kill()  # events received but not yet committed die with it
+        server.start()
+        reports, _ = finish(flow)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+            flow.communicate()
+    done, live = reports
+    assert done["state"] == "COMPLETED" and live["live"]
+    # what the server confirmed before dying was committed; the rest was sent again
+    assert_stored_in_order(server, done["published"])
+    tasks = server.task_runs(done["flow_run_id"])
+    assert len(tasks) == 40 and {task["state"]["name"] for task in tasks} == {"Completed"}
+    assert server.finished_run(done["flow_run_id"])["state"]["name"] == "Completed"
+
+
 def test_rejected_credentials_keep_events_until_a_process_is_accepted(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
