@@ -67,8 +67,8 @@ DRAIN_BYTES = 4 * 1024 * 1024
 SUBSCRIPTION_BUFFER = 10_000
 HEARTBEAT_INTERVAL = 30.0
 """Seconds between checks for rows left by processes that are gone (and our heartbeat)."""
-EXIT_DRAIN_TIMEOUT = 5.0
-"""Seconds a stopping forwarder keeps sending its outbox when it is connected."""
+EXIT_DRAIN_TIMEOUT = 8.0
+"""Seconds a stopping forwarder spends reconnecting and sending what its outbox holds."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -155,6 +155,7 @@ class Forwarder:
         self._connection: ClientConnection | None = None  # the pump's, while live
         self._trouble = anyio.Event()  # the pump's direct send failed
         self._went_live = anyio.Event()
+        self._hurry = anyio.Event()  # set when stopping: the connector skips its backoff
         self._attached: ClientConnection | None = None  # the connector's, while open
         self._outage = False
         self._closed = anyio.Event()
@@ -196,8 +197,10 @@ class Forwarder:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._connect_loop)
                 await self._pump()
-                if self._attached is not None and not self._live:
-                    # Stopping while connected: give the outbox a moment to reach the server.
+                if not self._live and await self.outbox.pending():
+                    # Stopping with events in the outbox: reconnect now (no backoff) and
+                    # give them a bounded moment to reach the server.
+                    self._hurry.set()
                     with anyio.move_on_after(EXIT_DRAIN_TIMEOUT):
                         await self._went_live.wait()
                 group.cancel_scope.cancel()
@@ -253,8 +256,13 @@ class Forwarder:
                         self.error = None
                     return
             # Lossless: keep the batch (unacknowledged) and retry; publishers feel the pressure.
-            await anyio.sleep(reconnect_delay(attempt, self._longest))
+            await self._backoff(reconnect_delay(attempt, self._longest))
             attempt += 1
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` seconds before trying again, or less once stopping."""
+        with anyio.move_on_after(delay):
+            await self._hurry.wait()
 
     # -- the connector -------------------------------------------------------------------
 
@@ -267,12 +275,12 @@ class Forwarder:
             except ApiAuthError as exc:
                 self._report_auth_failure(exc)
                 self.connected.set()
-                await anyio.sleep(reconnect_delay(64, self._longest))
+                await self._backoff(reconnect_delay(64, self._longest))
                 continue
             except ApiUnavailableError as exc:
                 self._report_outage(f"unreachable ({exc.cause})")
                 self.connected.set()
-                await anyio.sleep(reconnect_delay(attempt, self._longest))
+                await self._backoff(reconnect_delay(attempt, self._longest))
                 attempt += 1
                 continue
             self.stats.connections += 1
@@ -290,7 +298,7 @@ class Forwarder:
                     self._attached = None
                     await close_quietly(connection)
             attempt = 0 if went_live else attempt + 1
-            await anyio.sleep(reconnect_delay(attempt, self._longest))
+            await self._backoff(reconnect_delay(attempt, self._longest))
 
     async def _serve_connection(self, connection: ClientConnection) -> bool:
         """Drain the outbox, go live, and stay so until the connection fails.
@@ -454,10 +462,11 @@ class Forwarder:
             left = 0
         if left:
             logger.warning(
-                "%d events for %s stay in %s; the next headwater process using that server "
-                "sends them",
+                "%d events for %s could not be delivered before exit (waited %.0f s); they "
+                "are kept in %s and the next headwater process using that server sends them",
                 left,
                 self.url,
+                EXIT_DRAIN_TIMEOUT,
                 self.outbox.path,
             )
         self.connected.set()

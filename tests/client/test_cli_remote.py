@@ -120,3 +120,24 @@ def test_wrong_credentials_over_http_are_one_line_without_the_secret(
     assert failed.exit_code == 1
     assert "credentials rejected (HTTP 401)" in failed.stderr
     assert "bad-77" not in failed.stderr and failed.stderr.count("\n") == 1
+
+
+def test_task_run_ls_beyond_the_servers_page_limit_pages_through(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    home = tmp_path / "many"
+    [report], _ = finish(run_flow(client_env(home, server.api_url), count=1100), timeout=120)
+    server.finished_run(report["flow_run_id"])
+    with temporary_settings(home=tmp_path, database_url=None, api_url=server.api_url):
+        listed = rows(
+            invoke(
+                "task-run", "ls", "--flow-run", report["flow_run_id"], "-n", "1500", "-o", "json"
+            )
+        )
+        assert len(listed) == 1100 and len({row["id"] for row in listed}) == 1100
+        first = rows(
+            invoke(
+                "task-run", "ls", "--flow-run", report["flow_run_id"], "-n", "1050", "-o", "json"
+            )
+        )
+        assert [row["id"] for row in first] == [row["id"] for row in listed[:1050]]

@@ -162,3 +162,59 @@ def test_rejected_credentials_keep_events_until_a_process_is_accepted(
     assert outbox_rows(home) == []
     assert_stored_in_order(server, rejected["published"])
     assert server.finished_run(rejected["flow_run_id"])["state"]["name"] == "Completed"
+
+
+EXIT_SOON = """
+import sys, time
+from pathlib import Path
+from headwater import flow, task
+
+@task
+def step(i: int) -> int:
+    return i
+
+@flow
+def offline(n: int) -> int:
+    return sum(step(i) for i in range(n))
+
+offline(int(sys.argv[1]))
+go = Path(sys.argv[2])
+Path(str(go) + ".done").write_text("ran")
+while not go.exists():
+    time.sleep(0.01)
+# exits at once: the outbox must reach the server on the way out
+"""
+
+
+def test_a_client_exiting_just_after_the_server_returns_drains_its_outbox(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    server = start_server(start=False)
+    go = tmp_path / "go"
+    home = tmp_path / "client"
+    client = subprocess.Popen(
+        [sys.executable, "-c", EXIT_SOON, "300", str(go)],
+        # a long reconnect backoff: exiting must not wait for it
+        env={**client_env(home, server.api_url), "HEADWATER_API_RECONNECT_MAX_DELAY": "30"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: Path(str(go) + ".done").exists())
+        assert len(outbox_rows(home)) >= 900  # the whole run waits in the outbox
+        server.start()
+        go.write_text("exit now")
+        _, stderr = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert client.returncode == 0, stderr
+    assert outbox_rows(home) == []
+    runs = server.post("/flow_runs/filter", {"flow_name": ["offline"]})
+    assert [run["state"]["name"] for run in runs] == ["Completed"]
+    assert len(server.task_runs(runs[0]["id"])) == 300
