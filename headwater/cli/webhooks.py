@@ -51,6 +51,17 @@ def _labels(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--name", help="A readable name (default: the slug).")
 @click.option("--require-auth", is_flag=True, help="Require the server's credentials.")
+@click.option(
+    "--secret",
+    envvar="HEADWATER_WEBHOOK_SECRET",
+    help="The webhook's own secret (16+ characters), sent by callers in "
+    "X-Headwater-Webhook-Secret or ?secret=; only its hash is stored.",
+)
+@click.option(
+    "--public",
+    is_flag=True,
+    help="Anyone may call it, even when the server requires credentials.",
+)
 @click.option("--disabled", is_flag=True, help="Create it disabled (it answers 404).")
 @output_option
 def create(
@@ -61,6 +72,8 @@ def create(
     template: Path | None,
     name: str | None,
     require_auth: bool,
+    secret: str | None,
+    public: bool,
     disabled: bool,
     output: str,
 ) -> None:
@@ -85,6 +98,8 @@ def create(
             template=None if template is None else template.read_text(encoding="utf-8"),
             enabled=not disabled,
             require_auth=require_auth,
+            public=public,
+            secret=secret,
         )
     except WebhookError as exc:
         raise CliUsageError(str(exc)) from None

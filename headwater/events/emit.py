@@ -24,6 +24,7 @@ from headwater.events.schema import (
     Event,
     RelatedResource,
     Resource,
+    check_nesting,
     validate_event_shape,
 )
 from headwater.events.service import get_service_loop
@@ -129,11 +130,14 @@ def emit_event(
     elif follows is not None:
         built.follows = follows
     try:
+        check_nesting(built.payload)
         size = len(_encoder.encode(built))
     except (TypeError, msgspec.EncodeError) as exc:
         raise InvalidEventError(
             f"payload of event {event!r} is not JSON-serialisable: {exc}"
         ) from None
+    except RecursionError:
+        raise InvalidEventError(f"payload of event {event!r} nests too deeply") from None
     if size > settings.events_maximum_size_bytes:
         raise EventTooLarge(size, settings.events_maximum_size_bytes)
     # Services emit from the service loop, where they are already running (and where

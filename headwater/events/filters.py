@@ -15,7 +15,10 @@ Differences from Prefect, on purpose:
   its criteria at once (as Prefect's database query does), not by different related
   resources meeting different criteria. To require several related resources, pass a list
   of clauses: each must be met by some related resource.
-- ``resource.distinct`` and the ``text`` clause are not supported yet.
+- ``resource.distinct`` and the ``text`` clause are not supported yet: a filter may carry
+  them only at their defaults (as Prefect's clients send them), never set.
+- A field this filter does not know is an error, not silently ignored (a misspelt field
+  would otherwise match everything).
 
 Label values follow Prefect's client-side rules: ``"!x"`` negates, a trailing ``*`` makes a
 prefix match, values in a list are OR-ed, labels are AND-ed, a missing label never matches.
@@ -27,6 +30,7 @@ import datetime
 import enum
 import uuid
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 import msgspec
 
@@ -44,7 +48,13 @@ __all__ = [
     "EventFilter",
     "label_matches",
     "labels_match",
+    "MAX_FILTER_VALUES",
+    "check_filter_cost",
 ]
+
+MAX_FILTER_VALUES = 1000
+"""The most values (names, ids, prefixes, labels) one filter may hold: matching costs grow
+with them on every event, for every observer that holds such a filter."""
 
 LabelSpec = dict[str, str | list[str]]
 """Label name → expected value (or values, OR-ed); see :func:`labels_match`."""
@@ -88,7 +98,7 @@ def _has_prefix(value: str, prefixes: Iterable[str]) -> bool:
     return any(value.startswith(prefix) for prefix in prefixes)
 
 
-class EventOccurredFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventOccurredFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Events that occurred within ``[since, until]`` (both inclusive; None is unbounded)."""
 
     since: datetime.datetime | None = None
@@ -101,7 +111,7 @@ class EventOccurredFilter(msgspec.Struct, frozen=True, kw_only=True):
         return self.until is None or occurred <= _aware(self.until)
 
 
-class EventNameFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventNameFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Events by name: any of ``prefix``/``name``, none of ``exclude_prefix``/``exclude_name``."""
 
     prefix: list[str] | None = None
@@ -120,18 +130,19 @@ class EventNameFilter(msgspec.Struct, frozen=True, kw_only=True):
         return self.exclude_name is None or name not in self.exclude_name
 
 
-class EventResourceFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventResourceFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Events by their primary resource: id in ``id``, id starting with ``id_prefix``, labels."""
 
     id: list[str] | None = None
     id_prefix: list[str] | None = None
     labels: LabelSpec | None = None
+    distinct: Literal[False] = False  # Prefect's; not supported: only its default is accepted
 
     def matches(self, event: Event) -> bool:
         return _resource_matches(self.id, self.id_prefix, self.labels, event.resource)
 
 
-class EventRelatedFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventRelatedFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Events with one related resource meeting every criterion given.
 
     Attributes:
@@ -165,7 +176,7 @@ class EventRelatedFilter(msgspec.Struct, frozen=True, kw_only=True):
         return self.labels is None or labels_match(self.labels, related)
 
 
-class EventAnyResourceFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventAnyResourceFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Events whose primary resource, or any related one, meets every criterion given."""
 
     id: list[str] | None = None
@@ -181,7 +192,7 @@ class EventAnyResourceFilter(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class EventIDFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventIDFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Events whose id is one of ``id``."""
 
     id: list[uuid.UUID] | None = None
@@ -219,7 +230,7 @@ def _as_list(
     return clause if isinstance(clause, list) else [clause]
 
 
-class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
+class EventFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Which events to return; every clause that is set must hold.
 
     Attributes:
@@ -240,6 +251,7 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
     related: EventRelatedFilter | list[EventRelatedFilter] | None = None
     id: EventIDFilter | None = None
     order: EventOrder = EventOrder.DESC
+    text: None = None  # Prefect's full-text clause; not supported: only null is accepted
 
     def related_clauses(self) -> list[EventRelatedFilter]:
         """The ``related`` clauses as a list (empty when unset)."""
@@ -266,3 +278,26 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
         if not all(clause.matches(event) for clause in self.related_clauses()):
             return False
         return all(clause.matches(event) for clause in self.any_resource_clauses())
+
+
+def _values(value: object) -> int:
+    if isinstance(value, msgspec.Struct):
+        return sum(_values(getattr(value, name)) for name in value.__struct_fields__)
+    if isinstance(value, dict):
+        return sum(1 + _values(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(max(1, _values(item)) for item in value)
+    return 0
+
+
+def check_filter_cost(event_filter: EventFilter) -> None:
+    """Refuse a filter too costly to evaluate on every event.
+
+    Raises:
+        ValueError: it holds more than :data:`MAX_FILTER_VALUES` values; the message says how many.
+    """
+    count = _values(event_filter)
+    if count > MAX_FILTER_VALUES:
+        raise ValueError(
+            f"the filter holds {count} values; at most {MAX_FILTER_VALUES} are accepted"
+        )

@@ -200,12 +200,49 @@ def events_decoder_hook(type_: type, obj: Any) -> Any:
 
 _decoder = msgspec.json.Decoder(Event, dec_hook=events_decoder_hook)
 
+MAX_NESTING = 100
+"""The deepest an event's JSON may nest (objects and arrays); deeper is refused at the door,
+so no later stage (storage, triggers, the feed) recurses its way into a RecursionError."""
+
+_TOO_DEEP = f"event is nested more than {MAX_NESTING} levels deep"
+
+
+def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
+    """How deep ``value`` nests (dicts and lists), counted without recursion; stops past
+    ``limit``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_nesting(value: Any) -> None:
+    """Refuse ``value`` if it nests deeper than :data:`MAX_NESTING`.
+
+    Raises:
+        InvalidEventError: it does.
+    """
+    if nesting_depth(value) > MAX_NESTING:
+        raise InvalidEventError(_TOO_DEEP)
+
 
 def decode_event(data: bytes | str) -> Event:
     """Parse one event from JSON.
 
     Raises:
-        InvalidEventError: the JSON is malformed or breaks the schema; the message says where.
+        InvalidEventError: the JSON is malformed, nests too deeply or breaks the schema; the
+            message says where.
     """
     try:
         event = _decoder.decode(data)
@@ -213,12 +250,23 @@ def decode_event(data: bytes | str) -> Event:
         raise InvalidEventError(f"invalid event: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidEventError(f"malformed event JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEventError(_TOO_DEEP) from None
+    # An event's envelope nests 3 deep: only a payload with many brackets can be too deep.
+    brackets = (
+        data.count(b"[") + data.count(b"{")
+        if isinstance(data, bytes)
+        else data.count("[") + data.count("{")
+    )
+    if brackets > MAX_NESTING:
+        check_nesting(event.payload)
     validate_event_shape(event)
     return event
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Build and validate an event from a plain mapping (e.g. a decoded JSON object)."""
+    check_nesting(data)
     try:
         event = msgspec.convert(data, Event, dec_hook=events_decoder_hook)
     except msgspec.ValidationError as exc:

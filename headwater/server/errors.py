@@ -82,6 +82,8 @@ async def decode_body(request: Request, type_: type[T], limit: int = MAX_BODY_BY
         raise HTTPError(422, f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise HTTPError(422, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPError(422, "request body nests too deeply") from None
 
 
 def _detail(status: int, detail: str) -> JSONResponse:

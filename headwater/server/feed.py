@@ -37,7 +37,12 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from headwater.events.bus import GapNotice, Subscription
-from headwater.events.filters import EventFilter, EventOccurredFilter, EventOrder
+from headwater.events.filters import (
+    EventFilter,
+    EventOccurredFilter,
+    EventOrder,
+    check_filter_cost,
+)
 from headwater.server.handshake import WS_1002_PROTOCOL_ERROR, accept, close_quietly, receive_first
 from headwater.server.state import ServerState, get_state
 from headwater.server.stored_events import read_page
@@ -50,6 +55,9 @@ logger = logging.getLogger("headwater.server")
 BACKFILL_PAGE_SIZE = 250
 BACKFILL_FLUSH_TIMEOUT = 10.0
 MAXIMUM_BACKFILL = datetime.timedelta(minutes=15)
+MAX_FILTER_BYTES = 64 * 1024
+"""The largest filter message an observer may send."""
+WS_1008_POLICY_VIOLATION = 1008
 _BATCH = 256
 WS_1013_TRY_AGAIN_LATER = 1013
 
@@ -78,12 +86,17 @@ async def _read_filter(websocket: WebSocket) -> FilterMessage | None:
     data = await receive_first(websocket)
     if data is None:
         return None
+    if len(data) > MAX_FILTER_BYTES:
+        reason = f"Filter too large: {len(data)} bytes, at most {MAX_FILTER_BYTES}"
+        await close_quietly(websocket, WS_1008_POLICY_VIOLATION, reason)
+        return None
     try:
         message = msgspec.json.decode(data, type=FilterMessage)
-    except msgspec.ValidationError as exc:
+        check_filter_cost(message.filter)
+    except (msgspec.ValidationError, ValueError) as exc:
         await close_quietly(websocket, WS_1002_PROTOCOL_ERROR, f"Invalid filter: {exc}"[:120])
         return None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         await close_quietly(websocket, WS_1002_PROTOCOL_ERROR, "Expected 'filter' message")
         return None
     if message.type != "filter":

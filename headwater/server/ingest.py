@@ -53,12 +53,16 @@ async def wait_for_room(bus: EventBus) -> None:
 
 
 async def publish_received(
-    bus: EventBus, event: Event, received: datetime.datetime | None = None
+    bus: EventBus, event: Event, received: datetime.datetime | None = None, untrusted: bool = False
 ) -> ReceivedEvent:
-    """Publish an event that came from outside, once the bus has room for it."""
+    """Publish an event that came from outside, once the bus has room for it.
+
+    ``untrusted`` marks one from a sender without credentials (a webhook): storage keeps it
+    but never lets it change a run's state.
+    """
     if bus.saturated():
         await wait_for_room(bus)
-    item = ReceivedEvent(event, received)
+    item = ReceivedEvent(event, received, untrusted)
     bus.publish(item)
     return item
 

@@ -24,10 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from headwater.events.filters import EventFilter
+from headwater.events.filters import EventFilter, check_filter_cost
 from headwater.events.schema import Event, decode_event
 from headwater.exceptions import InvalidEventError, InvalidPageTokenError
 from headwater.server.errors import HTTPError, decode_body, read_body
+from headwater.server.feed import MAX_FILTER_BYTES
 from headwater.server.ingest import check_size, publish_received
 from headwater.server.state import get_state
 from headwater.server.stored_events import read_page
@@ -83,8 +84,13 @@ async def _page(request: Request, event_filter: EventFilter, limit: int, token: 
 
 
 async def filter_events(request: Request) -> Response:
-    body = await decode_body(request, EventsFilterBody)
-    result: Response = await _page(request, body.filter or EventFilter(), body.limit, None)
+    body = await decode_body(request, EventsFilterBody, limit=MAX_FILTER_BYTES)
+    event_filter = body.filter or EventFilter()
+    try:
+        check_filter_cost(event_filter)
+    except ValueError as exc:
+        raise HTTPError(422, str(exc)) from None
+    result: Response = await _page(request, event_filter, body.limit, None)
     return result
 
 
@@ -104,6 +110,8 @@ def _decode_events(body: bytes, maximum: int) -> list[Event]:
         raise HTTPError(422, f"request body must be a JSON array of events: {exc}") from None
     except msgspec.DecodeError as exc:
         raise HTTPError(422, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPError(422, "request body nests too deeply") from None
     events = []
     for index, raw in enumerate(raws):
         data = bytes(raw)

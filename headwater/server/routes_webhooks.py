@@ -46,6 +46,8 @@ class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     template: str | None = None
     enabled: bool = True
     require_auth: bool = False
+    public: bool = False
+    secret: str | None = None
 
 
 async def create(request: Request) -> JSONResponse:
@@ -59,6 +61,8 @@ async def create(request: Request) -> JSONResponse:
             template=body.template,
             enabled=body.enabled,
             require_auth=body.require_auth,
+            public=body.public,
+            secret=body.secret,
         )
         await create_webhook(get_state(request).database, webhook)
     except WebhookExistsError as exc:

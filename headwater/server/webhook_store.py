@@ -43,6 +43,11 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
         template: the Jinja template rendering the event's JSON (jinja webhooks).
         enabled: a disabled webhook answers 404.
         require_auth: requests must carry the server's credentials (Basic or Bearer).
+        public: anyone may call it, even when the server requires credentials (an explicit
+            choice; otherwise, under server auth, a webhook needs its secret or credentials).
+        secret_sha256: the SHA-256 (hex) of the webhook's own secret, which a caller sends in
+            ``X-Headwater-Webhook-Secret`` (or ``?secret=``); None when it has none. The
+            secret itself is never stored or shown.
         created: when it was created.
         updated: when it was last changed.
     """
@@ -55,6 +60,8 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
     template: str | None = None
     enabled: bool = True
     require_auth: bool = False
+    public: bool = False
+    secret_sha256: str | None = None
     created: datetime.datetime
     updated: datetime.datetime
 
@@ -77,7 +84,9 @@ class _Static(msgspec.Struct):
     resource: dict[str, str]
 
 
-_COLUMNS = "slug, name, kind, template, enabled, require_auth, created, updated"
+_COLUMNS = (
+    "slug, name, kind, template, enabled, require_auth, created, updated, public, secret_sha256"
+)
 
 
 def _row(webhook: Webhook) -> tuple[Any, ...]:
@@ -96,11 +105,13 @@ def _row(webhook: Webhook) -> tuple[Any, ...]:
         int(webhook.require_auth),
         format_timestamp(webhook.created),
         format_timestamp(webhook.updated),
+        int(webhook.public),
+        webhook.secret_sha256,
     )
 
 
 def _webhook(row: Sequence[Any]) -> Webhook:
-    slug, name, kind, stored, enabled, require_auth, created, updated = row
+    slug, name, kind, stored, enabled, require_auth, created, updated, public, secret = row
     fields: dict[str, Any] = {}
     if kind == "static":
         static = msgspec.json.decode(stored, type=_Static)
@@ -113,6 +124,8 @@ def _webhook(row: Sequence[Any]) -> Webhook:
         kind=kind,
         enabled=bool(enabled),
         require_auth=bool(require_auth),
+        public=bool(public),
+        secret_sha256=secret,
         created=parse_timestamp(created),
         updated=parse_timestamp(updated),
         **fields,
@@ -135,7 +148,7 @@ async def create_webhook(database: Database, webhook: Webhook) -> Webhook:
             if await cursor.fetchone() is not None:
                 return False
         await connection.execute(
-            f"INSERT INTO webhooks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row
+            f"INSERT INTO webhooks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
         )
         return True
 

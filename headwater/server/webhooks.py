@@ -4,10 +4,13 @@ A webhook (stored by :mod:`headwater.server.webhook_store`) is either
 
 - *static*: a fixed event name and resource labels; or
 - *jinja*: a template, rendered in Jinja's sandbox, whose output is the event's JSON. It sees
-  ``method`` (upper-case), ``headers`` (case-insensitive, ``Authorization`` removed) and
-  ``body``: the parsed JSON for ``application/json``, a flat dict for a form, otherwise JSON
-  if it parses, else the raw text; None for GET. ``{{ body|tojson }}`` passes a JSON body
-  through as the event.
+  ``method`` (upper-case), ``headers`` (case-insensitive; credentials and tokens masked as
+  ``***``) and ``body``: the parsed JSON for ``application/json``, a flat dict for a form,
+  otherwise JSON if it parses, else the raw text; None for GET. ``{{ body|tojson }}`` passes
+  a JSON body through as the event. Rendering is JSON-safe: a value inserted into the
+  template (``"{{ body.name }}"``) is escaped as JSON string content, and a dict, list,
+  number, boolean or None is written as JSON, so no request value can break out of the
+  string it is placed in.
 
 The output needs at least ``event`` and ``resource["headwater.resource.id"]``. The server
 adds the webhook as a related resource (role ``webhook``, id ``headwater.webhook.<slug>``),
@@ -16,18 +19,31 @@ fills ``occurred`` and ``id`` unless given, and sets ``payload`` to
 saying what went wrong, and an event ``headwater.webhook.failed`` (resource: the webhook)
 carrying the request and the rendered text.
 
-Webhooks are public by default, like Prefect Cloud's, because the services calling them
-often cannot send credentials. ``require_auth`` makes one demand the server's Basic auth
-string or a Bearer API key; when the server has no credentials configured such a webhook
-refuses every request (fail closed) rather than silently accept them. A disabled or unknown
-webhook answers 404.
+Who may call one: a webhook with a *secret* takes requests carrying it
+(``X-Headwater-Webhook-Secret``, or ``?secret=``) or the server's credentials;
+``require_auth`` demands the server's Basic auth string or a Bearer API key (refusing every
+request when the server has none configured: fail closed). When the server requires
+credentials, every other webhook requires them too, unless it was made ``public`` on purpose;
+on a server without credentials webhooks are public (the server binds to 127.0.0.1). A
+disabled or unknown webhook answers 404.
+
+What a webhook may say: its events are not the engine's. An event name or resource id in
+the ``headwater.`` (or ``prefect.``) namespace is refused (400), and its events are
+published as *untrusted*, which storage never folds into a run's state: no request can
+rewrite a run's history. Each webhook has a budget of requests (:data:`REQUEST_BURST`, then
+:data:`REQUEST_RATE` a second; over it: 429) and of failure events (at most
+:data:`FAILURE_BURST`, then one every ten seconds; further failures answer 400 unrecorded).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import math
 import re
+import time
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,6 +52,7 @@ import anyio
 import jinja2
 import msgspec
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -43,6 +60,7 @@ from starlette.routing import BaseRoute, Route
 from headwater.events.schema import RESOURCE_ID, Event, event_from_dict
 from headwater.exceptions import InvalidEventError, WebhookError
 from headwater.server.auth import unauthorized
+from headwater.server.budget import TokenBucket
 from headwater.server.errors import HTTPError, JSONResponse, read_body
 from headwater.server.ingest import check_size, publish_received
 from headwater.server.state import get_state
@@ -55,9 +73,45 @@ logger = logging.getLogger("headwater.server")
 
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 FAILED_EVENT = "headwater.webhook.failed"
+SECRET_HEADER = "x-headwater-webhook-secret"
+RESERVED_PREFIXES = ("headwater.", "prefect.")
+MIN_SECRET_LENGTH = 16
+REQUEST_BURST, REQUEST_RATE = 200.0, 50.0
+FAILURE_BURST, FAILURE_RATE = 20.0, 0.1
+MASKED = "***"
+# headers that carry credentials: never shown to templates, never stored in events
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-gitlab-token",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "x-slack-signature",
+        SECRET_HEADER,
+    }
+)
 _FAILURE_BODY_CHARS = 10_000
 
-_environment = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+def _json_safe(value: Any) -> Any:
+    # Jinja's finalize: what lands between the template's own characters. A string is
+    # escaped as JSON string content (the template writes the quotes); safe markup, what
+    # |tojson gives, goes in as it is; anything else is written as JSON.
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, str):
+        return json.dumps(value)[1:-1]
+    return json.dumps(value, default=str)
+
+
+_environment = SandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=False, finalize=_json_safe
+)
 
 
 class CaseInsensitiveDict(dict):  # type: ignore[type-arg]
@@ -87,24 +141,37 @@ def new_webhook(
     template: str | None = None,
     enabled: bool = True,
     require_auth: bool = False,
+    public: bool = False,
+    secret: str | None = None,
 ) -> Webhook:
     """A validated webhook definition, static (``event`` + ``resource``) or jinja (``template``).
 
+    Args:
+        secret: the webhook's own secret (at least 16 characters); only its SHA-256 is kept.
+        public: callable by anyone even when the server requires credentials.
+
     Raises:
         WebhookError: a bad slug, both or neither kind given, a static resource without
-            ``headwater.resource.id``, or a template that does not compile (with its line).
+            ``headwater.resource.id``, a reserved event name or resource id, a short
+            secret, or a template that does not compile (with its line).
     """
     if not SLUG.fullmatch(slug):
         raise WebhookError(
             f"webhook slug {slug[:140]!r} is not valid; use 1-128 letters, digits, '.', '_' "
             "or '-', starting with a letter or digit"
         )
+    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+        raise WebhookError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
+    if public and (require_auth or secret is not None):
+        raise WebhookError("a public webhook takes no secret and requires no auth")
     now = utcnow()
     common: dict[str, Any] = {
         "slug": slug,
         "name": name or slug,
         "enabled": enabled,
         "require_auth": require_auth,
+        "public": public,
+        "secret_sha256": None if secret is None else _sha256(secret),
         "created": now,
         "updated": now,
     }
@@ -122,6 +189,9 @@ def new_webhook(
         raise WebhookError("a static webhook needs an event name (or give a template instead)")
     if not resource or not resource.get(RESOURCE_ID):
         raise WebhookError(f"a static webhook's resource needs a non-empty {RESOURCE_ID!r}")
+    reserved = _reserved(event, resource[RESOURCE_ID])
+    if reserved:
+        raise WebhookError(reserved)
     for label, value in resource.items():
         if not isinstance(value, str):
             raise WebhookError(f"resource label {label!r} must be a string")
@@ -159,6 +229,9 @@ def render_event(webhook: Webhook, method: str, headers: dict[str, str], body: A
     resource = data.get("resource")
     if not isinstance(resource, dict) or not resource.get(RESOURCE_ID):
         raise _failure(f"the template's output needs resource[{RESOURCE_ID!r}]", rendered)
+    reserved = _reserved(str(data["event"]), str(resource[RESOURCE_ID]))
+    if reserved:
+        raise _failure(reserved, rendered)
     related = data.get("related") or []
     if not isinstance(related, list):
         raise _failure("the template's output has 'related' that is not a list", rendered)
@@ -170,6 +243,23 @@ def render_event(webhook: Webhook, method: str, headers: dict[str, str], body: A
         raise _failure(str(exc), rendered) from None
 
 
+def _reserved(event: str, resource_id: str) -> str | None:
+    """Why a webhook may not emit this event, or None."""
+    for prefix in RESERVED_PREFIXES:
+        if event.startswith(prefix):
+            return f"event name {event[:200]!r} is reserved: webhooks may not use {prefix!r}"
+        if resource_id.startswith(prefix):
+            return (
+                f"resource id {resource_id[:200]!r} is reserved: webhook events may not be "
+                f"about {prefix!r} resources"
+            )
+    return None
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
 def _failure(message: str, rendered: str | None) -> WebhookError:
     error = WebhookError(message)
     error.rendered = rendered  # type: ignore[attr-defined]
@@ -178,7 +268,9 @@ def _failure(message: str, rendered: str | None) -> WebhookError:
 
 async def _request_parts(request: Request, limit: int) -> tuple[str, dict[str, str], Any]:
     method = request.method.upper()
-    headers = {name: value for name, value in request.headers.items() if name != "authorization"}
+    headers = {
+        name: MASKED if name in SECRET_HEADERS else value for name, value in request.headers.items()
+    }
     if method not in ("POST", "PUT", "PATCH"):
         return method, headers, None
     raw = await read_body(request, limit)
@@ -191,32 +283,76 @@ async def _request_parts(request: Request, limit: int) -> tuple[str, dict[str, s
             return method, headers, json.loads(text)
         except ValueError as exc:
             raise WebhookError(f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise WebhookError("the request body nests too deeply") from None
     if kind == "application/x-www-form-urlencoded":
         return method, headers, dict(parse_qsl(text, keep_blank_values=True))
     try:
         return method, headers, json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return method, headers, text
 
 
+def _allowed(state: Any, webhook: Webhook, request: Request) -> bool:
+    """Whether this request may use ``webhook`` (see the module docstring)."""
+    authenticator = state.authenticator
+    if authenticator.enabled and authenticator.check_header(request.headers.get("authorization")):
+        return True
+    if webhook.secret_sha256 is not None:
+        given = request.headers.get(SECRET_HEADER) or request.query_params.get("secret") or ""
+        return hmac.compare_digest(_sha256(given), webhook.secret_sha256)
+    if webhook.require_auth:
+        if not authenticator.enabled:
+            logger.warning(
+                "webhook %r requires auth but the server has no credentials configured "
+                "(HEADWATER_SERVER_API_AUTH_STRING / HEADWATER_SERVER_API_KEYS); refused",
+                webhook.slug,
+            )
+        return False
+    return webhook.public or not authenticator.enabled
+
+
+class _Budgets:
+    """Each webhook's request and failure budgets, in this server process."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, TokenBucket] = {}
+        self.failures: dict[str, TokenBucket] = {}
+
+    def request(self, slug: str, now: float) -> float:
+        """0 when the request may go on, else the seconds to wait (429)."""
+        bucket = self.requests.setdefault(slug, TokenBucket(REQUEST_BURST, REQUEST_RATE, now))
+        return 0.0 if bucket.take(now) else max(bucket.wait_for(), 0.001)
+
+    def failure(self, slug: str, now: float) -> bool:
+        bucket = self.failures.setdefault(slug, TokenBucket(FAILURE_BURST, FAILURE_RATE, now))
+        return bucket.take(now)
+
+
+def _budgets(state: Any) -> _Budgets:
+    budgets = getattr(state, "webhook_budgets", None)
+    if budgets is None:
+        budgets = state.webhook_budgets = _Budgets()
+    return budgets  # type: ignore[no-any-return]
+
+
 async def hook_endpoint(request: Request) -> Response:
-    """Turn one request into an event (204), or say why not (400, 401, 404)."""
+    """Turn one request into an event (204), or say why not (400, 401, 404, 429)."""
     state = get_state(request)
     slug = request.path_params["slug"]
     webhook = await get_webhook(state.database, slug)
     if webhook is None or not webhook.enabled:
         raise HTTPError(404, f"no webhook {slug[:140]!r}")
-    if webhook.require_auth and not (
-        state.authenticator.enabled
-        and state.authenticator.check_header(request.headers.get("authorization"))
-    ):
-        if not state.authenticator.enabled:
-            logger.warning(
-                "webhook %r requires auth but the server has no credentials configured "
-                "(HEADWATER_SERVER_API_AUTH_STRING / HEADWATER_SERVER_API_KEYS); refused",
-                slug,
-            )
+    if not _allowed(state, webhook, request):
         return unauthorized()
+    budgets = _budgets(state)
+    wait = budgets.request(slug, time.monotonic())
+    if wait:
+        return JSONResponse(
+            {"detail": f"webhook {slug!r} is over its request budget; retry later"},
+            status_code=429,
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     maximum = state.settings.events_maximum_size_bytes
     method, body = request.method.upper(), None
     headers: dict[str, str] = {}
@@ -228,9 +364,11 @@ async def hook_endpoint(request: Request) -> Response:
             event = render_event(webhook, method, headers, body)
         check_size(msgspec.json.encode(event), maximum)
     except (WebhookError, InvalidEventError) as exc:
-        await _report_failure(request, webhook, method, headers, body, exc)
+        if budgets.failure(slug, time.monotonic()):
+            await _report_failure(request, webhook, method, headers, body, exc)
         return JSONResponse({"detail": str(exc)}, status_code=400)
-    await publish_received(state.bus, event)
+    # untrusted: stored and seen by automations, never folded into a run's state
+    await publish_received(state.bus, event, untrusted=True)
     return Response(status_code=204)
 
 

@@ -80,11 +80,15 @@ class ReceivedEvent:
     ``to_event()``), so every consumer can read it; the feed also uses :meth:`frame`.
     """
 
-    __slots__ = ("_frame", "event", "received")
+    __slots__ = ("_frame", "event", "received", "untrusted")
 
-    def __init__(self, event: Event, received: datetime.datetime | None = None) -> None:
+    def __init__(
+        self, event: Event, received: datetime.datetime | None = None, untrusted: bool = False
+    ) -> None:
         self.event = event
         self.received = received or utcnow()
+        # from a sender without credentials (a webhook): stored, never a run's state change
+        self.untrusted = untrusted
         self._frame: str | None = None
 
     @property

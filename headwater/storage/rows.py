@@ -430,6 +430,8 @@ def build_rows(
             run_id = resource_id[len(TASK_RUN_PREFIX) :]
         else:
             continue
+        if getattr(item, "untrusted", False):
+            continue  # an uncredentialed sender's event never changes a run's state
         found = state_of(event.payload, event.resource, event_id)
         if found is None:
             continue

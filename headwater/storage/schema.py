@@ -330,6 +330,17 @@ _ARTIFACTS = Migration(
     ),
 )
 
+_WEBHOOK_ACCESS = Migration(
+    10,
+    "webhook access: a per-webhook secret (its SHA-256), and an explicit 'public' choice",
+    (
+        # Under server auth a webhook needs its secret or the server's credentials unless
+        # it was made public on purpose; existing webhooks become protected (fail safe).
+        "ALTER TABLE webhooks ADD COLUMN secret_sha256 TEXT",
+        "ALTER TABLE webhooks ADD COLUMN public INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _RUNS,
     _EVENTS,
@@ -340,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _WEBHOOKS,
     _CONCURRENCY,
     _ARTIFACTS,
+    _WEBHOOK_ACCESS,
 )
 """Every migration, in order; ``MIGRATIONS[i].version == i + 1``."""
 

@@ -223,17 +223,40 @@ def basic(value: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(value.encode()).decode()}
 
 
-def test_webhooks_are_public_unless_they_require_auth(secured: RunningServer) -> None:
+def test_under_server_auth_a_webhook_needs_credentials_its_secret_or_to_be_public(
+    secured: RunningServer,
+) -> None:
     resource = {"headwater.resource.id": "r"}
-    public, private = unique("public"), unique("private")
-    for slug, require_auth in [(public, False), (private, True)]:
+    default, public, private, secret = (
+        unique("default"),
+        unique("public"),
+        unique("private"),
+        unique("secret"),
+    )
+    bodies = [
+        {"slug": default},
+        {"slug": public, "public": True},
+        {"slug": private, "require_auth": True},
+        {"slug": secret, "secret": "s3cret-token-0123456789"},
+    ]
+    for body in bodies:
         response = httpx.post(
             f"{secured.url}/api/webhooks",
-            json={"slug": slug, "event": "e", "resource": resource, "require_auth": require_auth},
+            json={"event": "e", "resource": resource, **body},
             headers=basic(AUTH_STRING),
         )
-        assert response.status_code == 201
+        assert response.status_code == 201, response.text
+        assert "s3cret" not in response.text  # only its hash is kept, and never shown
+    # the README's old default (public) was an open door under auth: now it is closed
+    assert httpx.post(f"{secured.url}/hooks/{default}").status_code == 401
     assert httpx.post(f"{secured.url}/hooks/{public}").status_code == 204
+    assert httpx.post(f"{secured.url}/hooks/{secret}").status_code == 401
+    wrong = {"X-Headwater-Webhook-Secret": "not-the-secret-at-all"}
+    assert httpx.post(f"{secured.url}/hooks/{secret}", headers=wrong).status_code == 401
+    right = {"X-Headwater-Webhook-Secret": "s3cret-token-0123456789"}
+    assert httpx.post(f"{secured.url}/hooks/{secret}", headers=right).status_code == 204
+    query = f"{secured.url}/hooks/{secret}?secret=s3cret-token-0123456789"
+    assert httpx.post(query).status_code == 204
     refused = httpx.post(f"{secured.url}/hooks/{private}")
     assert refused.status_code == 401
     assert refused.json() == {"exception_message": "Unauthorized"}
@@ -256,3 +279,122 @@ def test_require_auth_without_server_credentials_fails_closed(server: RunningSer
         == 201
     )
     assert httpx.post(f"{server.url}/hooks/{slug}").status_code == 401
+
+
+FORGING_TEMPLATE = """
+{"event": "{{ body.event }}", "resource": {"headwater.resource.id": "{{ body.rid }}"},
+ "payload": {"validated_state": {"type": "FAILED", "name": "Failed"}}}
+"""
+
+
+def test_no_anonymous_request_can_rewrite_a_runs_history(server: RunningServer) -> None:
+    import sqlite3
+
+    from headwater import flow
+    from headwater.events import get_bus as bus
+
+    @flow
+    def real() -> int:
+        return 1
+
+    state = real(return_state=True)
+    run_id = state.state_details.flow_run_id
+    assert bus().flush(timeout=10)
+    slug = unique("forge")
+    assert create(server, slug=slug, template=FORGING_TEMPLATE).status_code == 201
+    for body in [
+        {"event": "headwater.flow-run.Failed", "rid": f"headwater.flow-run.{run_id}"},
+        {"event": "prefect.flow-run.Failed", "rid": f"prefect.flow-run.{run_id}"},
+        {"event": "innocent.looking", "rid": f"headwater.flow-run.{run_id}"},
+        # a quote in a field cannot break out of its string into the event's JSON
+        {
+            "event": 'x", "resource": {"headwater.resource.id": "headwater.flow-run.1"}, "y": "',
+            "rid": "r",
+        },
+    ]:
+        reply = httpx.post(f"{server.url}/hooks/{slug}", json=body)
+        assert reply.status_code in (204, 400), reply.text
+        if body["rid"].startswith(("headwater.", "prefect.")):
+            assert reply.status_code == 400 and "reserved" in reply.json()["detail"]
+    assert bus().flush(timeout=10)
+    path = server.state.settings.home / "headwater.db"
+    with sqlite3.connect(path) as db:
+        (stored,) = db.execute(
+            "SELECT state_name FROM flow_runs WHERE id = ?", (str(run_id),)
+        ).fetchone()
+        quoted = db.execute(
+            "SELECT resource_id, event FROM events WHERE event LIKE 'x\"%'"
+        ).fetchall()
+    assert stored == "Completed"
+    assert quoted == [("r", body["event"])]  # the quote stayed inside the name
+
+
+def test_untrusted_events_never_fold_into_run_rows() -> None:
+    import datetime
+    import uuid
+
+    from headwater.server.wire import ReceivedEvent
+    from headwater.storage.rows import build_rows
+
+    forged = Event(
+        event="anything",
+        resource={"headwater.resource.id": f"headwater.flow-run.{uuid.uuid4()}"},
+        payload={"validated_state": {"type": "FAILED", "name": "Failed"}},
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert build_rows([ReceivedEvent(forged, untrusted=True)], now).flow_runs == {}
+    assert len(build_rows([ReceivedEvent(forged)], now).flow_runs) == 1
+
+
+def test_credential_headers_are_masked_in_stored_events(
+    server: RunningServer, events: Subscription
+) -> None:
+    slug = unique("headers")
+    assert create(
+        server, slug=slug, event="h.x", resource={"headwater.resource.id": "h"}
+    ).is_success
+    secret_headers = {
+        "X-Gitlab-Token": "glpat-very-secret",
+        "Cookie": "session=very-secret",
+        "Authorization": "Bearer very-secret",
+    }
+    assert httpx.post(f"{server.url}/hooks/{slug}", headers=secret_headers).status_code == 204
+    (event,) = [e for e in published(events) if e.event == "h.x"]
+    headers = event.payload["headers"]
+    assert headers["x-gitlab-token"] == "***" and headers["cookie"] == "***"
+    assert headers["authorization"] == "***"
+    assert "very-secret" not in str(event)
+
+
+def test_a_webhook_has_a_request_and_a_failure_budget(
+    server: RunningServer, events: Subscription
+) -> None:
+    from headwater.server import webhooks
+
+    slug = unique("budget")
+    assert create(server, slug=slug, template="not json").status_code == 201
+    codes = [httpx.post(f"{server.url}/hooks/{slug}", content=b"x").status_code for _ in range(60)]
+    assert set(codes) == {400}
+    failures = [e for e in published(events) if e.event == "headwater.webhook.failed"]
+    assert len(failures) == webhooks.FAILURE_BURST  # 60 failures, 20 recorded
+    with httpx.Client() as client:
+        answers = [client.post(f"{server.url}/hooks/{slug}") for _ in range(250)]
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert limited  # past the burst of 200 requests
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert "request budget" in limited[0].json()["detail"]
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_crash(server: RunningServer) -> None:
+    slug = unique("deep")
+    assert create(server, slug=slug, template="{{ body|tojson }}").status_code == 201
+    deep = "[" * 5000 + "]" * 5000
+    reply = httpx.post(
+        f"{server.url}/hooks/{slug}",
+        content=deep,
+        headers={"content-type": "application/json"},
+    )
+    assert reply.status_code == 400 and "nests too deeply" in reply.json()["detail"]
+    api = httpx.post(f"{server.url}/api/events", content="[" + deep + "]")
+    assert api.status_code == 422
+    assert httpx.get(f"{server.url}/api/health").status_code == 200
