@@ -27,7 +27,11 @@ import msgspec
 from headwater import lifecycle
 from headwater.automations.model import AutomationDefinition, parse_automation, validate_automation
 from headwater.events.emit import emit_event
-from headwater.exceptions import AutomationNameTaken, AutomationNotFound
+from headwater.exceptions import (
+    AutomationNameTaken,
+    AutomationNotFound,
+    AutomationValidationError,
+)
 from headwater.storage.database import Database
 from headwater.storage.rows import format_timestamp
 
@@ -111,9 +115,38 @@ async def create_automation(
         )
 
     async with _database(database) as db:
+        await _check_blocks(db, checked)
         await db.write(work)
     _emit_change("created", checked)
     return checked
+
+
+async def _check_blocks(database: Database, automation: AutomationDefinition) -> None:
+    """Refuse an automation whose notifications name a block that does not exist.
+
+    Raises:
+        AutomationValidationError: naming the action's field and the missing block.
+    """
+    from headwater.automations.actions_model import SendNotification
+    from headwater.blocks.store import read_document, read_document_by_id
+
+    for field in ("actions", "actions_on_trigger", "actions_on_resolve"):
+        for index, action in enumerate(getattr(automation, field)):
+            if not isinstance(action, SendNotification):
+                continue
+            if action.block:
+                slug, _, name = action.block.partition("/")
+                found = await read_document(database, slug, name)
+                what, where = f"block {action.block!r}", f"{field}[{index}].block"
+            else:
+                assert action.block_document_id is not None
+                found = await read_document_by_id(database, action.block_document_id)
+                what = f"block document {action.block_document_id}"
+                where = f"{field}[{index}].block_document_id"
+            if found is None:
+                raise AutomationValidationError(
+                    where, f"no {what} exists; save the block first (headwater block ls)"
+                )
 
 
 async def update_automation(
@@ -141,6 +174,7 @@ async def update_automation(
         return cursor.rowcount
 
     async with _database(database) as db:
+        await _check_blocks(db, checked)
         if not await db.write(work):
             raise AutomationNotFound(f"no automation has id {row_id}")
     _emit_change("updated", checked)

@@ -5,8 +5,9 @@ Exit codes:
 - 0: done;
 - 1: the command could not do its work (the database cannot be opened, events are
   disabled, a setting holds a bad value);
-- 2: the command line itself is wrong (unknown option, unknown id, bad JSON, bad time or
-  duration), as click does for usage errors.
+- 2: the command line itself is wrong (unknown option, unknown id or name, bad JSON, a bad
+  time or duration, a definition file that breaks the rules), as click does for usage
+  errors.
 
 Expected failures never print a traceback: :func:`report` turns click's exceptions and
 headwater's own (:class:`~headwater.exceptions.HeadwaterError`) into a single line. An
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from headwater.exceptions import EventError, HeadwaterError, InvalidPageTokenError
+from headwater.exceptions import EventError, HeadwaterError, InvalidPageTokenError, SettingsError
 
 __all__ = ["CliError", "CliUsageError", "exit_code_for", "message_for", "one_line"]
 
@@ -48,14 +49,17 @@ def one_line(text: str) -> str:
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit code for an expected exception, or None when ``exc`` is a bug to show in full.
 
-    headwater's own errors map as follows: bad input (events that break the schema, a page
-    token the database did not issue) is 2; anything about the environment (database,
-    settings) is 1.
+    headwater's own errors map as follows: bad input is 2 (events that break the schema, a
+    page token the database did not issue, and every error that is also a ValueError: a
+    definition that breaks the rules, a name or id that does not exist); anything about the
+    environment (database, settings, a server) is 1.
     """
     if isinstance(exc, click.ClickException):
         return exc.exit_code
     if isinstance(exc, (EventError, InvalidPageTokenError)):
         return 2
+    if isinstance(exc, HeadwaterError) and isinstance(exc, ValueError):
+        return 1 if isinstance(exc, SettingsError) else 2
     if isinstance(exc, HeadwaterError):
         return 1
     return None

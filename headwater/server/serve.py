@@ -7,8 +7,9 @@ published so far. The process then exits with status 0: a stop that was asked fo
 failure (uvicorn would otherwise re-raise the signal and die by it).
 
 Logging: uvicorn's access log prints the client address, method, path and status, never
-headers, so credentials (``Authorization``) do not reach the log. Query strings are
-printed; headwater puts no secret in one.
+headers. At debug level the websocket library logs headers and frames; every handler
+carries :class:`~headwater.server.redaction.RedactSecrets`, so ``Authorization``, cookies,
+tokens and the server's own auth string and API keys are masked at any level.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def build_config(
     """
     from headwater.server.app import create_app
     from headwater.server.protocol import CheckpointWebSocketProtocol
+    from headwater.server.redaction import logging_config
 
     settings = settings or get_settings()
     app = create_app(settings, **app_options)  # type: ignore[arg-type]
@@ -64,6 +66,7 @@ def build_config(
         ws_per_message_deflate=False,
         lifespan="on",
         log_level=log_level,
+        log_config=logging_config(settings),
         access_log=access_log,
         timeout_graceful_shutdown=10,
     )

@@ -56,7 +56,7 @@ def test_create_list_pause_resume_delete(home: Path) -> None:
     assert json.loads(output)["trigger"]["posture"] == "Proactive"
     assert _run("automation", "delete", "stuck")[0] == 0
     code, output = _run("automation", "inspect", "stuck")
-    assert code == 1 and "not found" in output
+    assert code == 2 and "not found" in output  # a name that does not exist: usage error
 
 
 def test_a_bad_file_stores_nothing_and_names_the_field(home: Path) -> None:
@@ -72,7 +72,7 @@ def test_a_bad_file_stores_nothing_and_names_the_field(home: Path) -> None:
         )
     )
     code, output = _run("automation", "create", "-f", str(path))
-    assert code == 1
+    assert code == 2  # as documented: a bad definition file is the command line's fault
     assert "automations[1].trigger.within" in output and len(output.strip().splitlines()) == 1
     assert _run("automation", "ls")[1].strip() == "No automations."
 
@@ -105,3 +105,15 @@ def test_python_api_round_trip(home: Path) -> None:
         pass
     else:
         raise AssertionError("read a deleted automation")
+
+
+def test_an_automation_naming_a_missing_block_is_refused_at_creation(home: Path) -> None:
+    path = home / "notify.json"
+    action = {"type": "send-notification", "block": "slack-webhook/nope"}
+    path.write_text(
+        json.dumps({"name": "tell", "trigger": {"expect": ["x.y"]}, "actions": [action]})
+    )
+    code, output = _run("automation", "create", "-f", str(path))
+    assert code == 2
+    assert "actions[0].block" in output and "slack-webhook/nope" in output
+    assert _run("automation", "ls")[1].strip() == "No automations."
