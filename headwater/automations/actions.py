@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 import msgspec
 
 from headwater.automations.actions_model import (
@@ -176,9 +178,10 @@ async def _task_run(context: ActionContext) -> dict[str, Any] | None:
     return None
 
 
-def _rendered(source: str, scope: Mapping[str, Any]) -> str:
+async def _rendered(source: str, scope: Mapping[str, Any]) -> str:
+    # off the event loop: rendering is CPU work with its own time budget
     try:
-        return render(source, scope)
+        return await anyio.to_thread.run_sync(render, source, scope)
     except TemplateRenderError as exc:
         raise ActionFailed(
             f"the template could not be rendered: {exc.error}",
@@ -208,7 +211,7 @@ async def _send_notification(context: ActionContext) -> dict[str, Any]:
     action = context.action
     assert isinstance(action, SendNotification)
     scope = await template_context(context, action.subject, action.body)
-    subject, body = _rendered(action.subject, scope), _rendered(action.body, scope)
+    subject, body = await _rendered(action.subject, scope), await _rendered(action.body, scope)
     try:
         from headwater.blocks import Block
     except ImportError:  # pragma: no cover - blocks ship with headwater
@@ -238,7 +241,7 @@ async def _call_webhook(context: ActionContext) -> dict[str, Any]:
     action = context.action
     assert isinstance(action, CallWebhook)
     scope = await template_context(context, action.payload)
-    payload = _rendered(action.payload, scope)
+    payload = await _rendered(action.payload, scope)
     return await call_webhook(action.url, action.method, payload, action.headers, action.timeout)
 
 
@@ -248,7 +251,7 @@ async def _emit_event(context: ActionContext) -> dict[str, Any]:
     sources = [action.event, *_strings(action.resource), *_strings(action.payload)]
     scope = await template_context(context, *sources)
     try:
-        spec = render_value(msgspec.to_builtins(action), scope)
+        spec = await anyio.to_thread.run_sync(render_value, msgspec.to_builtins(action), scope)
     except TemplateRenderError as exc:
         raise ActionFailed(
             f"the template could not be rendered: {exc.error}",

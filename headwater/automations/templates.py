@@ -11,13 +11,21 @@ written by one user cannot reach the process.
 A render error is reported, never raised through the reactor: :func:`render` raises
 :class:`TemplateRenderError`, which the action runner turns into a failed action whose
 event carries ``template_error`` and ``template_source``.
+
+Rendering has a budget: at most :data:`RENDER_SECONDS` of work and :data:`RENDER_MAX_CHARS`
+of output, and no ``*``/``**`` that would build a value past that size, so a heavy template
+fails its action instead of stalling what renders it. Callers render in a worker thread,
+never on an event loop.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import sys
+import time
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import jinja2
@@ -34,6 +42,11 @@ __all__ = [
 
 LAZY_NAMES = frozenset({"flow_run", "flow", "task_run"})
 """Context names loaded only when a template mentions them."""
+
+RENDER_SECONDS = 2.0
+"""The most time one template may take to render."""
+RENDER_MAX_CHARS = 1_000_000
+"""The most characters one template may produce."""
 
 
 class TemplateRenderError(Exception):
@@ -52,7 +65,32 @@ def _tojson(value: Any, indent: int | None = None) -> str:
     return json.dumps(msgspec.to_builtins(value, str_keys=True), indent=indent, default=str)
 
 
-_environment = ImmutableSandboxedEnvironment(
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, where ``*`` and ``**`` cannot build a value past the output budget."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 256:
+            raise TemplateRenderError(f"exponent {right} is over 256", "")
+        if operator == "*":
+            for sized, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sized, (str, list, tuple))
+                    and isinstance(times, int)
+                    and len(sized) * times > RENDER_MAX_CHARS
+                ):
+                    raise TemplateRenderError(
+                        f"a value of {len(sized) * times} items is over the budget", ""
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+class _OverTime(Exception):
+    pass
+
+
+_environment = _BoundedEnvironment(
     autoescape=False, undefined=jinja2.Undefined, keep_trailing_newline=True
 )
 _environment.filters["tojson"] = _tojson
@@ -104,12 +142,40 @@ def render(source: str, context: Mapping[str, Any]) -> str:
         return source
     try:
         template, _ = _compile(source)
-        return template.render(dict(context))
+        return _bounded(template, dict(context))
+    except TemplateRenderError as exc:
+        raise TemplateRenderError(exc.error, source) from None
+    except _OverTime:
+        raise TemplateRenderError(f"rendering took over {RENDER_SECONDS:g} s", source) from None
     except jinja2.TemplateError as exc:
         raise TemplateRenderError(f"{type(exc).__name__}: {exc}", source) from None
     except Exception as exc:
         # Anything an expression raises (ZeroDivisionError, TypeError...) is the template's.
         raise TemplateRenderError(f"{type(exc).__name__}: {exc}", source) from None
+
+
+def _bounded(template: jinja2.Template, context: dict[str, Any]) -> str:
+    """Render within the time and output budget (a trace function keeps the time)."""
+    deadline = time.monotonic() + RENDER_SECONDS
+    previous = sys.gettrace()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _OverTime
+        return tracer
+
+    chunks: list[str] = []
+    size = 0
+    sys.settrace(tracer)
+    try:
+        for chunk in template.generate(context):
+            size += len(chunk)
+            if size > RENDER_MAX_CHARS:
+                raise TemplateRenderError(f"output over {RENDER_MAX_CHARS} characters", "")
+            chunks.append(chunk)
+    finally:
+        sys.settrace(previous)
+    return "".join(chunks)
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:

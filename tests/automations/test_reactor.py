@@ -314,3 +314,38 @@ def test_a_plain_script_acts_before_it_exits(tmp_path: Path, receiver: Receiver)
     )
     assert done.returncode == 0, done.stderr
     assert receiver.requests == [("POST", "/exit", b"headwater.flow-run.Failed")]
+
+
+HEAVY = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+
+
+def test_a_template_over_its_budget_fails_its_action_and_stalls_nothing(
+    home: Path, receiver: Receiver, events: EventLog
+) -> None:
+    from headwater import flow
+
+    heavy = Automation(
+        name="heavy",
+        trigger=EventTrigger(expect=["go.heavy"]),
+        actions=[CallWebhook(url=f"{receiver.url}/heavy", payload=HEAVY)],
+    ).create()
+    light = Automation(
+        name="light", trigger=EventTrigger(expect=["go.light"]), actions=[DoNothing()]
+    ).create()
+    start_reactor()
+
+    @flow
+    def meanwhile() -> int:
+        return 1
+
+    emit_event("go.heavy", resource={"headwater.resource.id": "h"})
+    assert wait_until(lambda: _named(events, "headwater.automation.action.triggered", heavy))
+    # while it renders: other automations act, flows run and are written
+    emit_event("go.light", resource={"headwater.resource.id": "l"})
+    assert meanwhile() == 1
+    assert wait_until(lambda: _named(events, "headwater.automation.action.executed", light))
+    assert not _named(events, "headwater.automation.action.failed", heavy)  # still rendering
+    assert wait_until(lambda: _named(events, "headwater.automation.action.failed", heavy))
+    failed = _named(events, "headwater.automation.action.failed", heavy)[0]
+    assert "took over 2 s" in failed.payload["template_error"]
+    assert not receiver.requests
