@@ -7,6 +7,11 @@ transient reason (network, HTTP 5xx, a notification not delivered) is tried agai
 a doubling delay, up to ``retries`` more times. Each invocation emits
 ``headwater.automation.action.triggered`` and then ``.executed`` or ``.failed``
 (reference §4.7).
+
+Nothing handed to the runner vanishes: when it stops (the reactor's bounded drain at exit
+or server shutdown ran out), a running action is interrupted and an action still queued is
+not started, and each gets its ``action.failed`` event saying so (written by persistence,
+which stops after the reactor).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["ActionRunner", "TriggeredAction", "automation_resource"]
 
 logger = logging.getLogger("headwater.automations")
+
+STOPPED_QUEUED = "not run: the process stopped before this action's turn"
+STOPPED_RUNNING = "interrupted: the process stopped while this action ran"
 
 
 def automation_resource(
@@ -154,14 +162,25 @@ class ActionRunner:
         return True
 
     async def run(self) -> None:
-        """Run the workers until cancelled; then the queue is closed."""
+        """Run the workers until cancelled; then the queue is closed, and every action still
+        in it is recorded as failed (not run)."""
         try:
             async with anyio.create_task_group() as group:
                 for _ in range(self.workers):
                     group.start_soon(self._work)
         finally:
             self._send.close()
+            self._abandon_queued()
             self._receive.close()
+
+    def _abandon_queued(self) -> None:
+        while True:
+            try:
+                job = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            self._outstanding -= 1
+            self._emit(job, "failed", {"reason": STOPPED_QUEUED, "attempts": 0}, None)
 
     async def drain(self, limit: float) -> bool:
         """Wait until nothing is queued or running; False after ``limit`` seconds."""
@@ -190,6 +209,10 @@ class ActionRunner:
             )
             try:
                 details = await perform(context)
+            except anyio.get_cancelled_exc_class():
+                payload = {"reason": STOPPED_RUNNING, "attempts": attempt + 1}
+                self._emit(job, "failed", payload, started, context.related)
+                raise
             except ActionFailed as exc:
                 if exc.retryable and attempt < self.retries:
                     await anyio.sleep(self.backoff * math.pow(2, attempt))
