@@ -45,6 +45,7 @@ DEFAULT_FEED_BUFFER_SIZE = 4096
 """Events buffered per observer before it is counted as too slow and gets a gap notice."""
 
 DEFAULT_MAX_OBSERVERS = 1000
+DEFAULT_OBSERVER_SEND_TIMEOUT = 30.0
 """Most ``/events/out`` connections at once; more are closed with 1013 (try again later)."""
 
 
@@ -86,6 +87,7 @@ def create_app(
     manage_persistence: bool = True,
     feed_buffer_size: int = DEFAULT_FEED_BUFFER_SIZE,
     max_observers: int = DEFAULT_MAX_OBSERVERS,
+    observer_send_timeout: float = DEFAULT_OBSERVER_SEND_TIMEOUT,
 ) -> Starlette:
     """Build the server application.
 
@@ -96,6 +98,8 @@ def create_app(
             published) at shutdown; False when the embedding process manages it.
         feed_buffer_size: each observer's buffer, in events (see :mod:`~.feed`).
         max_observers: most concurrent ``/events/out`` connections.
+        observer_send_timeout: seconds a frame may wait for an observer that does not read
+            before it is disconnected (freeing its slot).
 
     Returns:
         A Starlette application; serve it with :func:`~headwater.server.serve.serve` or any
@@ -111,6 +115,7 @@ def create_app(
         max_observers=max_observers,
     )
     state.manage_persistence = manage_persistence
+    state.observer_send_timeout = observer_send_timeout
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,12 +128,19 @@ def create_app(
             # automations run where the events arrive: here, for every forwarding process
             await anyio.to_thread.run_sync(start_reactor)
         state.database = await open_database(settings=state.settings)
+        state.fanout.start()
         try:
-            yield
+            async with anyio.create_task_group() as group:
+                group.start_soon(state.fanout.run)
+                try:
+                    yield
+                finally:
+                    state.fanout.close()
+                    group.cancel_scope.cancel()
         finally:
             database, state.database = state.database, None
-            for subscription in list(state.observers):
-                subscription.close()
+            for queue in list(state.observers):
+                queue.close()
             await database.close()
             if manage_persistence:
                 await anyio.to_thread.run_sync(stop_reactor)

@@ -16,11 +16,15 @@ with 1002). Then, as in Prefect:
 Each event is ``{"type": "event", "event": {...}}`` with the event's ``received`` time.
 The live stream applies the client's filter as given (the clamp is for the backfill only).
 
-Slow observers (headwater's addition to the protocol): each observer has its own bounded,
-lossy bus subscription. When it is full, new events are dropped for that observer only and
-it receives ``{"type": "gap", "dropped": n}`` where they went missing; ``n`` counts every
-event it had no room for, whether or not it matched its filter. Neither the bus nor the other
-observers ever wait for it. Prefect drops such events silently.
+Slow observers (headwater's addition to the protocol): observers share one bus subscriber,
+the fan-out (:mod:`headwater.server.fanout`), which indexes them by the event names or
+resource ids their filters name, so an observer whose filter matches nothing costs the
+publishers nothing. Each observer has its own bounded, lossy queue. When it is full, new
+events are dropped for that observer only and it receives ``{"type": "gap", "dropped": n}``
+where they went missing; ``n`` counts every event routed to it that it had no room for.
+Neither the bus nor the other observers ever wait for it. Prefect drops such events
+silently. An observer that stops reading (a send blocked for the server's
+``observer_send_timeout``, 30 s by default) is disconnected with 1008, freeing its slot.
 
 A disconnected client is noticed at once (a reader task waits on the socket the whole time),
 and its subscription is closed whatever way the connection ends.
@@ -36,13 +40,14 @@ import anyio
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from headwater.events.bus import GapNotice, Subscription
+from headwater.events.bus import GapNotice
 from headwater.events.filters import (
     EventFilter,
     EventOccurredFilter,
     EventOrder,
     check_filter_cost,
 )
+from headwater.server.fanout import ObserverQueue
 from headwater.server.handshake import WS_1002_PROTOCOL_ERROR, accept, close_quietly, receive_first
 from headwater.server.state import ServerState, get_state
 from headwater.server.stored_events import read_page
@@ -116,24 +121,21 @@ async def feed_endpoint(websocket: WebSocket) -> None:
     if len(state.observers) >= state.max_observers:
         await close_quietly(websocket, WS_1013_TRY_AGAIN_LATER, "Too many observers")
         return
-    subscription = state.bus.subscribe(
-        lossless=False,
-        buffer_size=state.feed_buffer_size,
-        name=f"observer {_client(websocket)}",
-        materialise=False,
-    )
-    state.observers.add(subscription)
+    queue = state.fanout.add(message.filter, state.feed_buffer_size)
+    state.observers.add(queue)
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(_watch_disconnect, websocket, group.cancel_scope)
             try:
-                await _stream(websocket, state, subscription, message)
+                await _stream(websocket, state, queue, message)
             except (WebSocketDisconnect, OSError):
                 pass  # the client went away while we were sending
+            except TimeoutError:
+                await close_quietly(websocket, WS_1008_POLICY_VIOLATION, "Observer too slow")
             group.cancel_scope.cancel()
     finally:
-        subscription.close()
-        state.observers.discard(subscription)
+        state.fanout.remove(queue)
+        state.observers.discard(queue)
 
 
 def _client(websocket: WebSocket) -> str:
@@ -153,7 +155,7 @@ async def _watch_disconnect(websocket: WebSocket, scope: anyio.CancelScope) -> N
 
 
 async def _stream(
-    websocket: WebSocket, state: ServerState, subscription: Subscription, message: FilterMessage
+    websocket: WebSocket, state: ServerState, subscription: ObserverQueue, message: FilterMessage
 ) -> None:
     event_filter = message.filter
     send = websocket.send_text
@@ -170,23 +172,24 @@ async def _stream(
         sent = set()
     matches = event_filter.matches
     while True:
-        items = await subscription.get_batch(_BATCH, max_latency=0)
+        items = await subscription.get_batch(_BATCH)
         if not items:
-            return  # the subscription was closed (server shutting down)
-        subscription.ack()
-        for item in items:
-            duplicates = sent
-            if overlap:
-                overlap -= 1
-                if overlap == 0:
-                    sent = set()  # nothing after this item can repeat the backfill
-            if type(item) is GapNotice:
-                await send(gap_frame(item.dropped))
-                continue
-            received = as_received(item)
-            if received.event.id in duplicates or not matches(received.event):
-                continue
-            await send(received.frame())
+            return  # the queue was closed (server shutting down)
+        # one deadline per batch (a scope per frame costs more than the frame)
+        with anyio.fail_after(state.observer_send_timeout):  # the client stopped reading
+            for item in items:
+                duplicates = sent
+                if overlap:
+                    overlap -= 1
+                    if overlap == 0:
+                        sent = set()  # nothing after this item can repeat the backfill
+                if type(item) is GapNotice:
+                    await send(gap_frame(item.dropped))
+                    continue
+                received = as_received(item)
+                if received.event.id in duplicates or not matches(received.event):
+                    continue
+                await send(received.frame())
 
 
 async def _backfill(
@@ -199,7 +202,8 @@ async def _backfill(
             state.database, query, limit=BACKFILL_PAGE_SIZE, page_token=token
         )
         for item in events:
-            await websocket.send_text(item.frame())
+            with anyio.fail_after(state.observer_send_timeout):
+                await websocket.send_text(item.frame())
             sent.add(item.event.id)
         if token is None:
             return

@@ -12,8 +12,9 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from headwater.events.bus import EventBus, Subscription
+from headwater.events.bus import EventBus
 from headwater.server.auth import Authenticator
+from headwater.server.fanout import FeedFanout, ObserverQueue
 from headwater.settings import Settings
 from headwater.storage.database import Database
 
@@ -27,9 +28,10 @@ class ServerState:
         settings: the settings the server was created with.
         bus: where accepted events are published (the process-wide bus by default).
         authenticator: the credentials the server requires, if any.
-        feed_buffer_size: bound of each observer's lossy bus subscription.
+        feed_buffer_size: bound of each observer's lossy queue.
         max_observers: most ``/events/out`` connections at once; more are refused (1013).
-        observers: the live subscriptions of connected observers.
+        fanout: the feed's one bus subscriber, routing events to observers.
+        observers: the queues of connected observers.
         manage_persistence: whether this server started persistence (and so reports on it).
     """
 
@@ -46,7 +48,9 @@ class ServerState:
         self.authenticator = Authenticator.from_settings(settings)
         self.feed_buffer_size = feed_buffer_size
         self.max_observers = max_observers
-        self.observers: set[Subscription] = set()
+        self.fanout = FeedFanout(bus)
+        self.observer_send_timeout = 30.0
+        self.observers: set[ObserverQueue] = set()
         self.manage_persistence = False
         self._database: Database | None = None
         self.last_crash_sweep = -1e18  # monotonic time of the last on-demand crash check

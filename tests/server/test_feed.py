@@ -227,12 +227,13 @@ async def test_a_killed_client_does_not_leak_its_subscription(server: RunningSer
     baseline = bus.subscriber_count
     websocket = await observe(server, resource_id, backfill=False)
     await subscribed(websocket)
-    await eventually(lambda: bus.subscriber_count == baseline + 1)
+    await eventually(lambda: server.state.fanout.observers == 1)
+    assert bus.subscriber_count == baseline  # observers share the fan-out's one subscription
     for n in range(50):
         bus.publish(make_event(resource_id, n=n, padding="y" * 10_000))
     await websocket.recv()  # mid-stream
     websocket.transport.abort()  # no close frame, no FIN handshake: the process died
-    await eventually(lambda: bus.subscriber_count == baseline)
+    await eventually(lambda: server.state.fanout.observers == 0)
     await eventually(lambda: not server.state.observers)
     assert httpx.get(f"{server.url}/api/ready").json()["observers"] == 0
 
@@ -254,3 +255,51 @@ async def test_observers_beyond_the_limit_are_told_to_come_back_later(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_an_observer_that_stops_reading_is_dropped_and_frees_its_slot(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(observer_send_timeout=0.5, feed_buffer_size=100_000)
+    resource_id = unique("stalled")
+    websocket = await observe(server, resource_id, backfill=False)
+    await subscribed(websocket)
+    await eventually(lambda: len(server.state.observers) == 1)
+    bus = get_bus()
+    # far more than the client's queue and both TCP buffers hold: the server's send blocks
+    for n in range(400):
+        bus.publish(make_event(resource_id, n=n, padding="z" * 100_000))
+    await eventually(lambda: not server.state.observers, timeout=30)
+    assert server.state.fanout.observers == 0
+    websocket.transport.abort()
+
+
+async def test_observers_whose_filters_match_nothing_cost_the_publisher_nothing(
+    server: RunningServer,
+) -> None:
+    bus = get_bus()
+    await eventually(lambda: not server.state.observers)
+    baseline = bus.subscriber_count
+    idle = []
+    for _ in range(50):
+        websocket = await open_socket(server, "/api/events/out")
+        await websocket.send(
+            json.dumps({"type": "filter", "filter": {"event": {"name": ["never.happens"]}}})
+        )
+        idle.append(websocket)
+    resource_id = unique("busy")
+    watcher = await observe(server, resource_id, backfill=False)
+    try:
+        for websocket in [*idle, watcher]:
+            await subscribed(websocket)
+        await eventually(lambda: server.state.fanout.observers == 51)
+        assert bus.subscriber_count == baseline  # one fan-out, however many observers
+        for n in range(100):
+            bus.publish(make_event(resource_id, n=n))
+        frames = await read_until(watcher, lambda got: len(got) >= 100)
+        assert [f["event"]["payload"]["n"] for f in frames] == list(range(100))
+        # nothing was routed to the idle observers at all
+        assert all(queue.pending == 0 and queue.dropped == 0 for queue in server.state.observers)
+    finally:
+        for websocket in [*idle, watcher]:
+            await websocket.close()
