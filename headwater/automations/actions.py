@@ -30,12 +30,8 @@ from headwater.automations.actions_model import (
     SendNotification,
     SuspendFlowRun,
 )
-from headwater.automations.templates import (
-    TemplateRenderError,
-    referenced_names,
-    render,
-    render_value,
-)
+from headwater.automations.rendering import render, render_value
+from headwater.automations.templates import TemplateRenderError, referenced_names
 from headwater.automations.webhook import call_webhook
 from headwater.events.bus import get_bus
 from headwater.events.emit import emit_event

@@ -12,20 +12,15 @@ A render error is reported, never raised through the reactor: :func:`render` rai
 :class:`TemplateRenderError`, which the action runner turns into a failed action whose
 event carries ``template_error`` and ``template_source``.
 
-Rendering has a budget: at most :data:`RENDER_SECONDS` of work and :data:`RENDER_MAX_CHARS`
-of output, and no ``*``/``**`` that would build a value past that size, so a heavy template
-fails its action instead of stalling what renders it. Callers render in a worker thread,
-never on an event loop.
+Pure: compiling and inspecting templates. Rendering, with its time and output budget, is
+:mod:`headwater.automations.rendering`; the sandbox here already refuses ``*``/``**`` that
+would build a value past :data:`RENDER_MAX_CHARS`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
-import time
-from collections.abc import Mapping
-from types import FrameType
 from typing import Any
 
 import jinja2
@@ -33,18 +28,17 @@ import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
+    "RENDER_MAX_CHARS",
     "TemplateRenderError",
+    "compile_template",
     "is_template",
     "referenced_names",
-    "render",
     "template_syntax_error",
 ]
 
 LAZY_NAMES = frozenset({"flow_run", "flow", "task_run"})
 """Context names loaded only when a template mentions them."""
 
-RENDER_SECONDS = 2.0
-"""The most time one template may take to render."""
 RENDER_MAX_CHARS = 1_000_000
 """The most characters one template may produce."""
 
@@ -86,10 +80,6 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-class _OverTime(Exception):
-    pass
-
-
 _environment = _BoundedEnvironment(
     autoescape=False, undefined=jinja2.Undefined, keep_trailing_newline=True
 )
@@ -102,7 +92,8 @@ def is_template(text: str) -> bool:
 
 
 @functools.lru_cache(maxsize=512)
-def _compile(source: str) -> tuple[jinja2.Template, frozenset[str]]:
+def compile_template(source: str) -> tuple[jinja2.Template, frozenset[str]]:
+    """The compiled template and the names it does not define (cached per source)."""
     parsed = _environment.parse(source)
     names = frozenset(jinja2.meta.find_undeclared_variables(parsed))
     return _environment.from_string(parsed), names
@@ -113,7 +104,7 @@ def template_syntax_error(source: str) -> str | None:
     if not is_template(source):
         return None
     try:
-        _compile(source)
+        compile_template(source)
     except jinja2.TemplateSyntaxError as exc:
         return f"{exc.message} (line {exc.lineno})"
     return None
@@ -125,65 +116,7 @@ def referenced_names(*sources: str) -> frozenset[str]:
     for source in sources:
         if is_template(source):
             try:
-                names |= _compile(source)[1]
+                names |= compile_template(source)[1]
             except jinja2.TemplateSyntaxError:
                 continue
     return frozenset(names & LAZY_NAMES)
-
-
-def render(source: str, context: Mapping[str, Any]) -> str:
-    """Render ``source`` with ``context``; text without markup is returned as it is.
-
-    Raises:
-        TemplateRenderError: it does not compile, or rendering failed (an undefined
-            attribute, a sandbox violation, an error in a filter).
-    """
-    if not is_template(source):
-        return source
-    try:
-        template, _ = _compile(source)
-        return _bounded(template, dict(context))
-    except TemplateRenderError as exc:
-        raise TemplateRenderError(exc.error, source) from None
-    except _OverTime:
-        raise TemplateRenderError(f"rendering took over {RENDER_SECONDS:g} s", source) from None
-    except jinja2.TemplateError as exc:
-        raise TemplateRenderError(f"{type(exc).__name__}: {exc}", source) from None
-    except Exception as exc:
-        # Anything an expression raises (ZeroDivisionError, TypeError...) is the template's.
-        raise TemplateRenderError(f"{type(exc).__name__}: {exc}", source) from None
-
-
-def _bounded(template: jinja2.Template, context: dict[str, Any]) -> str:
-    """Render within the time and output budget (a trace function keeps the time)."""
-    deadline = time.monotonic() + RENDER_SECONDS
-    previous = sys.gettrace()
-
-    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise _OverTime
-        return tracer
-
-    chunks: list[str] = []
-    size = 0
-    sys.settrace(tracer)
-    try:
-        for chunk in template.generate(context):
-            size += len(chunk)
-            if size > RENDER_MAX_CHARS:
-                raise TemplateRenderError(f"output over {RENDER_MAX_CHARS} characters", "")
-            chunks.append(chunk)
-    finally:
-        sys.settrace(previous)
-    return "".join(chunks)
-
-
-def render_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every string inside ``value`` (dicts and lists are walked), keeping the rest."""
-    if isinstance(value, str):
-        return render(value, context)
-    if isinstance(value, dict):
-        return {key: render_value(item, context) for key, item in value.items()}
-    if isinstance(value, list):
-        return [render_value(item, context) for item in value]
-    return value

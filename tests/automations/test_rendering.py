@@ -1,14 +1,11 @@
-"""Action templates: sandboxed, and bounded in time, output and the values they build."""
+"""Rendering action templates: sandboxed, bounded in time, output and the values built."""
 
 from __future__ import annotations
 
 import pytest
 
-from headwater.automations.templates import (
-    RENDER_MAX_CHARS,
-    TemplateRenderError,
-    render,
-)
+from headwater.automations.rendering import render
+from headwater.automations.templates import RENDER_MAX_CHARS, TemplateRenderError
 
 
 def test_a_template_renders_its_context() -> None:
