@@ -17,7 +17,7 @@ from headwater.events.emit import emit_event, register_emit_hook, register_relat
 from headwater.lifecycle import register_termination_hook
 
 
-def _start_services() -> None:
+def _start_services(automations: bool = True) -> None:
     # Imported on first run, not at import: a plain `import headwater` opens no database.
     # Events go to the server (or its outbox) when one is configured, else to the local
     # database; the reactor runs where the events are stored. Stop order is the specs' own.
@@ -30,14 +30,21 @@ def _start_services() -> None:
         ensure_forwarder()
     else:
         ensure_persistence()
-        ensure_reactor()
+        if automations:
+            ensure_reactor()
+
+
+def _start_for_event(event: str) -> None:
+    # An automation's own created/updated/deleted events are kept, but start no reactor:
+    # storing an automation (the CLI, a setup script) is not a reason to evaluate them here.
+    _start_services(automations=not event.startswith("headwater.automation."))
 
 
 # The engine knows nothing of storage, services or concurrency limits, and events/ nothing
 # of the engine: wire them here.
 register_related_provider(related_resources)
 register_startup_hook(_start_services)
-register_emit_hook(_start_services)  # a script's own events are kept and seen by automations
+register_emit_hook(_start_for_event)  # a script's own events are kept and seen by automations
 set_task_slot_provider(acquire_task_slots)
 register_termination_hook(terminate_live_runs)  # SIGTERM: live runs end Crashed, then exit
 del acquire_task_slots, related_resources, register_related_provider, register_startup_hook

@@ -37,7 +37,7 @@ FOLLOWS_WINDOW = datetime.timedelta(minutes=5)
 
 RelatedProvider = Callable[[], list[dict[str, str]]]
 _providers: list[RelatedProvider] = []
-_emit_hooks: tuple[Callable[[], None], ...] = ()
+_emit_hooks: tuple[Callable[[str], None], ...] = ()
 _encoder = msgspec.json.Encoder()
 
 
@@ -46,8 +46,9 @@ def register_related_provider(provider: RelatedProvider) -> None:
     _providers.append(provider)
 
 
-def register_emit_hook(hook: Callable[[], None]) -> None:
-    """Call ``hook`` before each event emitted from outside the service loop is published.
+def register_emit_hook(hook: Callable[[str], None]) -> None:
+    """Call ``hook(event_name)`` before each event emitted from outside the service loop is
+    published.
 
     Hooks must be cheap once their work is done; an exception from one (the run history
     cannot be written, say) reaches the caller and nothing is published.
@@ -144,6 +145,6 @@ def emit_event(
     # starting one would deadlock).
     if _emit_hooks and threading.current_thread() is not get_service_loop().thread:
         for hook in _emit_hooks:
-            hook()
+            hook(event)
     get_bus().publish(built)
     return built
