@@ -85,6 +85,58 @@ def process_alive(pid: int) -> bool:
         return True  # no procfs (macOS): os.kill is all we can know
 
 
+def _crashed(
+    kind: str,
+    row: dict[str, Any],
+    at: datetime.datetime,
+    message: str,
+    related: list[dict[str, str]],
+    summary: dict[str, Any],
+) -> Event:
+    """The ``headwater.<kind>.Crashed`` event following a stored run row's current state."""
+    state_id = new_uuid()
+    timestamp = at.isoformat()
+    tags = msgspec.json.decode(row["tags"]) if row["tags"] else []
+    related = [
+        *related,
+        *({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"} for tag in tags),
+    ]
+    return Event(
+        occurred=at,
+        event=f"headwater.{kind}.Crashed",
+        resource={  # type: ignore[arg-type]
+            RESOURCE_ID: f"headwater.{kind}.{row['id']}",
+            RESOURCE_NAME: row["name"],
+            "headwater.run-count": str(row["run_count"]),
+            "headwater.state-message": message,
+            "headwater.state-name": "Crashed",
+            "headwater.state-timestamp": timestamp,
+            "headwater.state-type": "CRASHED",
+        },
+        related=related,  # type: ignore[arg-type]
+        payload={
+            "intended": {"from": row["state_type"], "to": "CRASHED"},
+            "initial_state": {
+                "id": row["state_id"],
+                "type": row["state_type"],
+                "name": row["state_name"],
+                "message": row["state_message"] or "",
+                "timestamp": parse_timestamp(row["state_timestamp"]).isoformat(),
+            },
+            "validated_state": {
+                "id": str(state_id),
+                "type": "CRASHED",
+                "name": "Crashed",
+                "message": message,
+                "timestamp": timestamp,
+            },
+            kind.replace("-", "_"): {**summary, "tags": tags, "run_count": row["run_count"]},
+        },
+        id=state_id,
+        follows=uuid.UUID(row["state_id"]),
+    )
+
+
 def crashed_event(run: dict[str, Any], now: datetime.datetime, message: str) -> Event:
     """The ``headwater.flow-run.Crashed`` event for a stored run row (a pure function).
 
@@ -93,11 +145,7 @@ def crashed_event(run: dict[str, Any], now: datetime.datetime, message: str) -> 
         now: the time of the Crashed state.
         message: the Crashed state's message.
     """
-    state_id = new_uuid()
-    timestamp = now.isoformat()
-    tags = msgspec.json.decode(run["tags"]) if run["tags"] else []
-    parameters = msgspec.json.decode(run["parameters"]) if run["parameters"] else {}
-    related: list[dict[str, str]] = [
+    related = [
         {
             RESOURCE_ID: f"headwater.flow.{run['flow_name']}",
             RESOURCE_ROLE: "flow",
@@ -111,64 +159,25 @@ def crashed_event(run: dict[str, Any], now: datetime.datetime, message: str) -> 
                 RESOURCE_ROLE: "parent-flow-run",
             }
         )
-    related.extend({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"} for tag in tags)
-    previous_timestamp = parse_timestamp(run["state_timestamp"]).isoformat()
-    return Event(
-        occurred=now,
-        event="headwater.flow-run.Crashed",
-        resource={  # type: ignore[arg-type]
-            RESOURCE_ID: f"headwater.flow-run.{run['id']}",
-            RESOURCE_NAME: run["name"],
-            "headwater.run-count": str(run["run_count"]),
-            "headwater.state-message": message,
-            "headwater.state-name": "Crashed",
-            "headwater.state-timestamp": timestamp,
-            "headwater.state-type": "CRASHED",
-        },
-        related=related,  # type: ignore[arg-type]
-        payload={
-            "intended": {"from": run["state_type"], "to": "CRASHED"},
-            "initial_state": {
-                "id": run["state_id"],
-                "type": run["state_type"],
-                "name": run["state_name"],
-                "message": run["state_message"] or "",
-                "timestamp": previous_timestamp,
-            },
-            "validated_state": {
-                "id": str(state_id),
-                "type": "CRASHED",
-                "name": "Crashed",
-                "message": message,
-                "timestamp": timestamp,
-            },
-            "flow_run": {
-                "id": run["id"],
-                "name": run["name"],
-                "flow_name": run["flow_name"],
-                "flow_version": run["flow_version"],
-                "parent_flow_run_id": run["parent_flow_run_id"],
-                "parameters": parameters,
-                "tags": tags,
-                "run_count": run["run_count"],
-                "pid": run["pid"],
-                "hostname": run["hostname"],
-            },
-        },
-        id=state_id,
-        follows=uuid.UUID(run["state_id"]),
-    )
+    summary = {
+        "id": run["id"],
+        "name": run["name"],
+        "flow_name": run["flow_name"],
+        "flow_version": run["flow_version"],
+        "parent_flow_run_id": run["parent_flow_run_id"],
+        "parameters": msgspec.json.decode(run["parameters"]) if run["parameters"] else {},
+        "pid": run["pid"],
+        "hostname": run["hostname"],
+    }
+    return _crashed("flow-run", run, now, message, related, summary)
 
 
 def crashed_task_event(
     task: dict[str, Any], flow_run: dict[str, Any], at: datetime.datetime, message: str
 ) -> Event:
     """The ``headwater.task-run.Crashed`` event closing an open task run of a crashed flow run."""
-    state_id = new_uuid()
-    timestamp = at.isoformat()
-    tags = msgspec.json.decode(task["tags"]) if task["tags"] else []
     flow_name = task["flow_name"] or flow_run["flow_name"]
-    related: list[dict[str, str]] = [
+    related = [
         {
             RESOURCE_ID: f"headwater.flow-run.{flow_run['id']}",
             RESOURCE_ROLE: "flow-run",
@@ -188,49 +197,14 @@ def crashed_task_event(
                 RESOURCE_NAME: task["task_name"] or "",
             }
         )
-    related.extend({RESOURCE_ID: f"headwater.tag.{tag}", RESOURCE_ROLE: "tag"} for tag in tags)
-    return Event(
-        occurred=at,
-        event="headwater.task-run.Crashed",
-        resource={  # type: ignore[arg-type]
-            RESOURCE_ID: f"headwater.task-run.{task['id']}",
-            RESOURCE_NAME: task["name"],
-            "headwater.run-count": str(task["run_count"]),
-            "headwater.state-message": message,
-            "headwater.state-name": "Crashed",
-            "headwater.state-timestamp": timestamp,
-            "headwater.state-type": "CRASHED",
-        },
-        related=related,  # type: ignore[arg-type]
-        payload={
-            "intended": {"from": task["state_type"], "to": "CRASHED"},
-            "initial_state": {
-                "id": task["state_id"],
-                "type": task["state_type"],
-                "name": task["state_name"],
-                "message": task["state_message"] or "",
-                "timestamp": parse_timestamp(task["state_timestamp"]).isoformat(),
-            },
-            "validated_state": {
-                "id": str(state_id),
-                "type": "CRASHED",
-                "name": "Crashed",
-                "message": message,
-                "timestamp": timestamp,
-            },
-            "task_run": {
-                "id": task["id"],
-                "name": task["name"],
-                "task_key": task["task_key"],
-                "task_name": task["task_name"],
-                "flow_run_id": task["flow_run_id"],
-                "tags": tags,
-                "run_count": task["run_count"],
-            },
-        },
-        id=state_id,
-        follows=uuid.UUID(task["state_id"]),
-    )
+    summary = {
+        "id": task["id"],
+        "name": task["name"],
+        "task_key": task["task_key"],
+        "task_name": task["task_name"],
+        "flow_run_id": task["flow_run_id"],
+    }
+    return _crashed("task-run", task, at, message, related, summary)
 
 
 def last_sign_of_life(run: dict[str, Any]) -> datetime.datetime:
