@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import click
 
@@ -17,6 +17,7 @@ from headwater.cli.output import (
     print_json_lines,
     state_text,
 )
+from headwater.storage.run_filters import StateType
 
 if TYPE_CHECKING:
     from headwater.cli.history import History
@@ -32,17 +33,7 @@ __all__ = [
     "state_history_table",
 ]
 
-STATE_TYPES = (
-    "SCHEDULED",
-    "PENDING",
-    "RUNNING",
-    "PAUSED",
-    "CANCELLING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "CRASHED",
-)
+STATE_TYPES: tuple[str, ...] = get_args(StateType)
 _STATE_NAMES = {
     name.lower(): name
     for name in [
