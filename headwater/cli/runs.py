@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -17,7 +17,7 @@ from headwater.cli.output import (
     print_json_lines,
     state_text,
 )
-from headwater.storage.run_filters import StateType
+from headwater.engine.states import StateType
 
 if TYPE_CHECKING:
     from headwater.cli.history import History
@@ -33,7 +33,7 @@ __all__ = [
     "state_history_table",
 ]
 
-STATE_TYPES: tuple[str, ...] = get_args(StateType)
+STATE_TYPES: tuple[str, ...] = tuple(state_type.value for state_type in StateType)
 _STATE_NAMES = {
     name.lower(): name
     for name in [
