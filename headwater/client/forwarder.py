@@ -67,6 +67,10 @@ DRAIN_BYTES = 4 * 1024 * 1024
 SUBSCRIPTION_BUFFER = 10_000
 HEARTBEAT_INTERVAL = 30.0
 """Seconds between checks for rows left by processes that are gone (and our heartbeat)."""
+ISOLATE_AFTER = 2
+"""Failed sends of an outbox batch after which its first event is sent alone."""
+PARK_AFTER = 4
+"""Failed sends after which that event is set aside as poison (see the outbox)."""
 EXIT_DRAIN_TIMEOUT = 8.0
 """Seconds a stopping forwarder spends reconnecting and sending what its outbox holds."""
 
@@ -105,6 +109,8 @@ class ForwarderStats(msgspec.Struct, kw_only=True):
         drained: outbox events confirmed by the server (and deleted).
         connections: successful connections.
         rejected: events the server refused as invalid (logged, not kept).
+        parked: outbox events set aside because the server kept dropping the connection on
+            them (kept in the outbox file's ``parked`` table, never re-sent).
     """
 
     sent: int = 0
@@ -112,6 +118,7 @@ class ForwarderStats(msgspec.Struct, kw_only=True):
     drained: int = 0
     connections: int = 0
     rejected: int = 0
+    parked: int = 0
 
 
 class _Reply(msgspec.Struct):
@@ -156,6 +163,8 @@ class Forwarder:
         self._trouble = anyio.Event()  # the pump's direct send failed
         self._went_live = anyio.Event()
         self._hurry = anyio.Event()  # set when stopping: the connector skips its backoff
+        # consecutive failed sends of the outbox's first row: {seq: failures}
+        self._drain_failures: dict[int, int] = {}
         self._attached: ClientConnection | None = None  # the connector's, while open
         self._outage = False
         self._closed = anyio.Event()
@@ -375,13 +384,38 @@ class Forwarder:
                             self.stats.drained,
                         )
                     return
-            await send_confirmed(connection, [data for _, data in rows], self._timeout)
+            first = rows[0][0]
+            failures = self._drain_failures.get(first, 0)
+            if failures >= ISOLATE_AFTER:
+                rows = rows[:1]  # the batch keeps failing: find out whether its first event does
+                if failures >= PARK_AFTER:
+                    await self._park(first, failures)
+                    continue
+            try:
+                await send_confirmed(connection, [data for _, data in rows], self._timeout)
+            except BaseException:  # a failed send, or the reader cancelling us: it closed
+                self._drain_failures = {first: failures + 1}
+                raise
+            self._drain_failures = {}
             await self.outbox.remove([seq for seq, _ in rows])
             self.stats.drained += len(rows)
             now = anyio.current_time()
             if now >= beat:  # a long drain: other hosts must not think us gone
                 beat = now + HEARTBEAT_INTERVAL
                 await self.outbox.heartbeat()
+
+    async def _park(self, seq: int, failures: int) -> None:
+        reason = f"the server dropped the connection {failures} times when sent this event alone"
+        await self.outbox.park(seq, reason)
+        self._drain_failures = {}
+        self.stats.parked += 1
+        logger.error(
+            "event %d of the outbox %s was set aside (table 'parked'): %s; the events after it "
+            "are being sent",
+            seq,
+            self.outbox.path,
+            reason,
+        )
 
     async def _stay_live(self) -> bool:
         """Wait while live; True when rows of a gone process were adopted and need sending."""

@@ -4,7 +4,9 @@ When ``HEADWATER_API_URL`` is set, events go to the server; while it is unreacha
 restarting, rejecting our credentials) they are appended here instead and sent, oldest
 first, once it is back. The outbox is bounded by the disk, not by memory, so a long outage
 neither loses events nor grows the process (Prefect's client queue grows without bound:
-complaint #19). A row is deleted only after the server confirmed it.
+complaint #19). A row is deleted only after the server confirmed it. A row the server
+keeps dropping the connection on (a *poison* event, which would otherwise block every later
+one for good) is moved to the ``parked`` table and reported, so the rest move on.
 
 Several processes on one machine share the file (``<HEADWATER_HOME>/outbox.db`` by default).
 Each process *owns* the rows it appends and sends only its own, so the events of one run
@@ -48,6 +50,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS owners ("
     " owner TEXT PRIMARY KEY, hostname TEXT NOT NULL, pid INTEGER NOT NULL,"
     " heartbeat REAL NOT NULL)",
+    # events the server kept dropping the connection on: kept aside, never re-sent
+    "CREATE TABLE IF NOT EXISTS parked ("
+    " seq INTEGER PRIMARY KEY, owner TEXT, data BLOB NOT NULL, reason TEXT NOT NULL,"
+    " parked REAL NOT NULL)",
 )
 
 OwnerRow = tuple[str, str, int, float]
@@ -174,6 +180,19 @@ class Outbox:
         """Delete these rows (the server confirmed them)."""
         rows = [(seq,) for seq in seqs]
         await self._run(lambda db: db.executemany("DELETE FROM outbox WHERE seq = ?", rows))
+
+    async def park(self, seq: int, reason: str) -> None:
+        """Move row ``seq`` aside (table ``parked``): it is kept, but never sent again."""
+
+        def park(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO parked (seq, owner, data, reason, parked)"
+                " SELECT seq, owner, data, ?, ? FROM outbox WHERE seq = ?",
+                (reason, time.time(), seq),
+            )
+            db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+        await self._run(park)
 
     async def heartbeat(self) -> None:
         """Tell other hosts sharing the file that this process is alive."""
