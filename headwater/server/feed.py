@@ -67,7 +67,7 @@ _BATCH = 256
 WS_1013_TRY_AGAIN_LATER = 1013
 
 
-class FilterMessage(msgspec.Struct):
+class FilterMessage(msgspec.Struct, forbid_unknown_fields=True):
     """The observer's second message: what to send, and whether to backfill first."""
 
     type: str

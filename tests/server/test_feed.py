@@ -303,3 +303,39 @@ async def test_observers_whose_filters_match_nothing_cost_the_publisher_nothing(
     finally:
         for websocket in [*idle, watcher]:
             await websocket.close()
+
+
+async def test_a_filter_with_a_misspelt_field_is_refused_not_matched_to_everything(
+    server: RunningServer,
+) -> None:
+    for message in [
+        {"type": "filter", "filter": {"evnt": {"name": ["x"]}}},
+        {"type": "filter", "filtr": {"event": {"name": ["x"]}}},
+    ]:
+        websocket = await open_socket(server, "/api/events/out")
+        await websocket.send(json.dumps(message))
+        with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as caught:
+            await websocket.recv()
+        assert caught.value.rcvd is not None and caught.value.rcvd.code == 1002
+        assert "unknown field" in caught.value.rcvd.reason
+    reply = httpx.post(
+        f"{server.url}/api/events/filter", json={"filter": {"resource": {"idd": ["x"]}}}
+    )
+    assert reply.status_code == 422 and "idd" in reply.json()["detail"]
+
+
+async def test_a_filter_too_large_or_too_costly_is_refused(server: RunningServer) -> None:
+    websocket = await open_socket(server, "/api/events/out")
+    names = [f"name.{n}" for n in range(5000)]
+    await websocket.send(json.dumps({"type": "filter", "filter": {"event": {"name": names}}}))
+    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as caught:
+        await websocket.recv()
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1002
+    assert "at most 1000" in caught.value.rcvd.reason
+    huge = {"type": "filter", "filter": {"event": {"prefix": ["p" * 100_000]}}}
+    websocket = await open_socket(server, "/api/events/out")
+    await websocket.send(json.dumps(huge))
+    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as caught:
+        await websocket.recv()
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1008
+    assert httpx.get(f"{server.url}/api/health").status_code == 200
