@@ -30,11 +30,9 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from headwater.events.bus import get_bus
-from headwater.events.service import get_service_loop
 from headwater.settings import Settings, get_settings
 
 __all__ = [
@@ -69,7 +67,10 @@ class Service(Protocol):
 S = TypeVar("S", bound=Service)
 
 
-@dataclass(frozen=True, eq=False)
+def _always(settings: Settings, explicit: bool) -> bool:
+    return True
+
+
 class ServiceSpec(Generic[S]):
     """How one kind of service starts, is checked, and stops.
 
@@ -93,36 +94,78 @@ class ServiceSpec(Generic[S]):
             (a %-format taking the error).
     """
 
-    name: str
-    key: Callable[[Settings], Hashable | None]
-    open: Callable[[Settings, bool], Awaitable[S | None]]
-    errors: tuple[type[Exception], ...] = ()
-    raises: Callable[[Settings, bool], bool] = lambda settings, explicit: True
-    retry_after: float | None = None
-    check: Callable[[S, Settings], None] | None = None
-    started: Callable[[S, Settings], None] | None = None
-    stopped: Callable[[S], None] | None = None
-    on_sigterm: Callable[[S], None] | None = None
-    stops_before: tuple[str, ...] = field(default=())
-    logger: logging.Logger = logger
-    unavailable: str = "a headwater service is not running in this process: %s"
+    __slots__ = (
+        "name",
+        "key",
+        "open",
+        "errors",
+        "raises",
+        "retry_after",
+        "check",
+        "started",
+        "stopped",
+        "on_sigterm",
+        "stops_before",
+        "logger",
+        "unavailable",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        key: Callable[[Settings], Hashable | None],
+        open: Callable[[Settings, bool], Awaitable[S | None]],
+        errors: tuple[type[Exception], ...] = (),
+        raises: Callable[[Settings, bool], bool] = _always,
+        retry_after: float | None = None,
+        check: Callable[[S, Settings], None] | None = None,
+        started: Callable[[S, Settings], None] | None = None,
+        stopped: Callable[[S], None] | None = None,
+        on_sigterm: Callable[[S], None] | None = None,
+        stops_before: tuple[str, ...] = (),
+        logger: logging.Logger = logger,
+        unavailable: str = "a headwater service is not running in this process: %s",
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.open = open
+        self.errors = errors
+        self.raises = raises
+        self.retry_after = retry_after
+        self.check = check
+        self.started = started
+        self.stopped = stopped
+        self.on_sigterm = on_sigterm
+        self.stops_before = stops_before
+        self.logger = logger
+        self.unavailable = unavailable
+
+    def __repr__(self) -> str:
+        return f"<ServiceSpec {self.name!r}>"
 
 
-@dataclass
 class _Running:
-    instance: Any
-    key: Hashable
-    settings: Settings
+    __slots__ = ("instance", "key", "settings")
+
+    def __init__(self, instance: Any, key: Hashable, settings: Settings) -> None:
+        self.instance = instance
+        self.key = key
+        self.settings = settings
 
 
-@dataclass(frozen=True)
 class _Remembered:
     """A start that did not happen: failed (``error``), empty, or not wanted (key None)."""
 
-    key: Hashable
-    settings: Settings
-    error: Exception | None
-    until: float | None  # monotonic deadline; None: until the key changes
+    __slots__ = ("key", "settings", "error", "until")
+
+    def __init__(
+        self, key: Hashable, settings: Settings, error: Exception | None, until: float | None
+    ) -> None:
+        self.key = key
+        self.settings = settings
+        self.error = error
+        self.until = until  # monotonic deadline; None: until the key changes
 
     def holds(self, key: Hashable, explicit: bool) -> bool:
         if self.key != key or (self.until is not None and time.monotonic() >= self.until):
@@ -134,6 +177,7 @@ _running: dict[ServiceSpec[Any], _Running] = {}
 _remembered: dict[ServiceSpec[Any], _Remembered] = {}
 _lock = threading.RLock()
 _sigterm_installed = False
+_exit_installed = False
 _terminating = False
 _termination_hooks: list[Callable[[], None]] = []
 
@@ -209,6 +253,8 @@ def _ensure_locked(spec: ServiceSpec[S], settings: Settings, explicit: bool) -> 
         if remembered.error is not None and spec.raises(settings, explicit):
             raise remembered.error
         return None
+    from headwater.events.service import get_service_loop  # imported when a service starts
+
     service = get_service_loop()
     if threading.current_thread() is service.thread:
         raise RuntimeError(
@@ -232,7 +278,7 @@ def _ensure_locked(spec: ServiceSpec[S], settings: Settings, explicit: bool) -> 
     _remembered.pop(spec, None)
     service.start_soon(instance.serve, name=f"headwater {spec.name}")
     _running[spec] = _Running(instance, key, settings)
-    _install_signal_handler()
+    _install_process_handlers()
     if spec.started is not None:
         spec.started(instance, settings)
     return instance
@@ -267,6 +313,8 @@ def _stop_locked(spec: ServiceSpec[Any], timeout: float) -> None:
         return
     if spec.stopped is not None:
         spec.stopped(entry.instance)
+    from headwater.events.service import get_service_loop
+
     service = get_service_loop()
     if service.thread is None or threading.current_thread() is service.thread:
         return
@@ -321,8 +369,14 @@ def _keep_signals_for_the_main_thread() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
-def _install_signal_handler() -> None:
-    global _sigterm_installed
+def _install_process_handlers() -> None:
+    global _exit_installed, _sigterm_installed
+    if not _exit_installed:
+        # Registered once a service has started, so after the bus's and the service loop's
+        # own handlers: it runs first, and services finish, in order, before the bus
+        # flushes and the loop stops.
+        atexit.register(_stop_at_exit)
+        _exit_installed = True
     if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
     try:
@@ -380,8 +434,5 @@ def _reset_after_fork() -> None:
     _lock = threading.RLock()
 
 
-# Registered after the bus's and the service loop's own handlers (imported above), so it
-# runs first: services finish, in order, before the bus flushes and the loop stops.
-atexit.register(_stop_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)

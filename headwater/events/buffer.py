@@ -258,8 +258,13 @@ class Buffer:
         self.items.append(barrier)
         if self.closed:
             barrier.release()  # close() may have swept the buffer before the append
-        else:
-            self.wake(force=True)
+            return
+        if self.acked == self.delivered and self.items and self.items[0] is barrier:
+            # Nothing ahead of it: a caught-up consumer that reads no more (it may be
+            # done) must not hold the flush. It stays queued; a later read skips it.
+            barrier.release()
+            return
+        self.wake(force=True)
 
     def gone(self) -> bool:
         """True when nobody can consume this buffer any more."""

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from headwater.events.buffer import Barrier, Buffer, GapNotice
 from headwater.events.consumer import Consumer
 from headwater.events.schema import EventSource
-from headwater.events.service import get_service_loop
 from headwater.events.subscription import Subscription
 
 if TYPE_CHECKING:
@@ -201,6 +200,8 @@ class EventBus:
         Returns:
             A handle whose ``close()`` detaches the consumer.
         """
+        from headwater.events.service import get_service_loop  # not needed by most programs
+
         name = name or getattr(callback, "__qualname__", None) or repr(callback)
         service = get_service_loop()
         service.start()

@@ -11,6 +11,7 @@ flushed like a run's events.
 from __future__ import annotations
 
 import datetime
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,7 +28,6 @@ from headwater.events.schema import (
     check_nesting,
     validate_event_shape,
 )
-from headwater.events.service import get_service_loop
 from headwater.exceptions import EventTooLarge, InvalidEventError
 from headwater.settings import get_settings
 
@@ -44,6 +44,12 @@ _encoder = msgspec.json.Encoder()
 def register_related_provider(provider: RelatedProvider) -> None:
     """Add related resources to every emitted event (e.g. the current run's)."""
     _providers.append(provider)
+
+
+def _service_thread() -> threading.Thread | None:
+    # Looked up only if the service loop's module was ever loaded: no loop, no thread.
+    service = sys.modules.get("headwater.events.service")
+    return None if service is None else service.get_service_loop().thread
 
 
 def register_emit_hook(hook: Callable[[str], None]) -> None:
@@ -143,7 +149,7 @@ def emit_event(
         raise EventTooLarge(size, settings.events_maximum_size_bytes)
     # Services emit from the service loop, where they are already running (and where
     # starting one would deadlock).
-    if _emit_hooks and threading.current_thread() is not get_service_loop().thread:
+    if _emit_hooks and threading.current_thread() is not _service_thread():
         for hook in _emit_hooks:
             hook(event)
     get_bus().publish(built)

@@ -502,3 +502,23 @@ def test_forked_child_gets_a_clean_bus_and_service() -> None:
     finally:
         os.close(read)
         sub.close()
+
+
+@pytest.mark.anyio
+async def test_a_flush_does_not_wait_for_a_caught_up_consumer_to_read_again(
+    bus: EventBus,
+) -> None:
+    sub = bus.subscribe(lossless=True, buffer_size=10)
+    for i in range(3):
+        bus.publish(Record("r", i))
+    with anyio.fail_after(5):
+        batch = await sub.get_batch(10, max_latency=0)
+    sub.ack()  # everything processed; the consumer now reads no more
+    assert seqs(batch) == [0, 1, 2]
+    started = time.monotonic()
+    assert await anyio.to_thread.run_sync(bus.flush, 5)
+    assert time.monotonic() - started < 1
+    bus.publish(Record("r", 3))  # and the queued marker does not disturb the next read
+    with anyio.fail_after(5):
+        assert seqs(await sub.get_batch(10, max_latency=0)) == [3]
+    sub.close()
