@@ -11,6 +11,8 @@ import socket
 import uuid
 from collections.abc import Iterable
 
+from headwater.storage.crashes import process_alive
+
 __all__ = ["abandoned_owners", "new_owner", "retire"]
 
 _HOST = socket.gethostname()
@@ -29,16 +31,6 @@ def retire(owner: str) -> None:
     _live_tokens.discard(owner.rsplit("|", 1)[-1])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def abandoned_owners(owners: Iterable[str]) -> list[str]:
     """The owners whose reactor is certainly gone: a dead process on this host, or a
     stopped reactor of this process. Owners on other hosts are never assumed gone."""
@@ -52,6 +44,6 @@ def abandoned_owners(owners: Iterable[str]) -> list[str]:
         if pid == os.getpid():
             if token not in _live_tokens:
                 gone.append(owner)
-        elif not _pid_alive(pid):
+        elif not process_alive(pid):
             gone.append(owner)
     return gone
