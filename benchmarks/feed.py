@@ -83,8 +83,8 @@ async def _connect(port: int, path: str):  # type: ignore[no-untyped-def]
     return websocket
 
 
-async def _blaster(port: int, count: int) -> None:
-    frames = [_frame("bench.in", n) for n in range(count)]
+async def _blaster(port: int, count: int, name: str) -> None:
+    frames = [_frame(name, n) for n in range(count)]
     websocket = await _connect(port, "/api/events/in")
     started = time.time()
     for frame in frames:
@@ -153,34 +153,69 @@ async def _observers(port: int, observers: int, expected: int) -> None:
     print(json.dumps({"latencies": latencies, "gaps": gaps}), flush=True)
 
 
+async def _idle(port: int, observers: int) -> None:
+    sockets = [await _connect(port, "/api/events/out") for _ in range(observers)]
+    subscribe = json.dumps(
+        {"type": "filter", "filter": {"event": {"name": ["never.happens"]}}, "backfill": False}
+    )
+    for websocket in sockets:
+        await websocket.send(subscribe)
+        await (await websocket.ping())
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until told
+
+
 def _role(args: argparse.Namespace) -> None:
-    if args.role == "blaster":
-        asyncio.run(_blaster(args.port, args.events))
+    if args.role == "idle":
+        asyncio.run(_idle(args.port, args.count))
+    elif args.role == "blaster":
+        asyncio.run(_blaster(args.port, args.events, args.name))
     elif args.role == "sender":
         asyncio.run(_sender(args.port, args.latency_events, args.rate))
     else:
         asyncio.run(_observers(args.port, args.count, args.latency_events))
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _spawn(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, __file__, *args],
+        stdout=subprocess.PIPE,
+        stdin=stdin,
+        text=True,
+        env=os.environ,
     )
 
 
-def _ingest(port: int, home: Path, count: int) -> None:
-    blaster = _spawn("--role", "blaster", "--port", str(port), "--events", str(count))
+def _ingest(port: int, home: Path, count: int, name: str = "bench.in") -> float:
+    blaster = _spawn(
+        "--role", "blaster", "--port", str(port), "--events", str(count), "--name", name
+    )  # fmt: skip
     out, _ = blaster.communicate(timeout=600)
     times = json.loads(out)
-    while _stored(home, "bench.in") < count:
+    while _stored(home, name) < count:
         time.sleep(0.005)
     committed = time.time()
     accepted_rate = count / (times["accepted"] - times["started"])
     stored_rate = count / (committed - times["started"])
     verdict = "ok" if stored_rate >= INGEST_BUDGET else "OVER BUDGET"
     print(f"ingest: {count} events over /api/events/in by a raw websocket client")
-    print(f"  accepted (pong): {accepted_rate:10,.0f} events/s")
+    print(f"  accepted (pong, after commit): {accepted_rate:10,.0f} events/s")
     print(f"  committed:       {stored_rate:10,.0f} events/s   budget >= 20,000  [{verdict}]")
+    return stored_rate
+
+
+def _ingest_beside_idle(port: int, home: Path, count: int, idle: int, alone: float) -> None:
+    watchers = _spawn("--role", "idle", "--port", str(port), "--count", str(idle),
+                      stdin=subprocess.PIPE)  # fmt: skip
+    assert watchers.stdout is not None and watchers.stdin is not None
+    assert watchers.stdout.readline().strip() == "ready"
+    try:
+        print(f"with {idle} idle observers (filters that match nothing) connected:")
+        beside = _ingest(port, home, count, name="bench.beside")
+    finally:
+        watchers.stdin.close()
+        watchers.wait(timeout=60)
+    print(f"  committed with {idle} idle observers / alone: {beside / alone:.2f}x")
 
 
 def _latency(port: int, observers: int, count: int, rate: float) -> None:
@@ -216,7 +251,9 @@ def main() -> None:
     parser.add_argument("--latency-events", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--observers", type=int, nargs="+", default=[1, 100])
-    parser.add_argument("--role", choices=["blaster", "sender", "observers"])
+    parser.add_argument("--idle", type=int, default=99)
+    parser.add_argument("--name", default="bench.in")
+    parser.add_argument("--role", choices=["blaster", "sender", "observers", "idle"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--count", type=int)
     args = parser.parse_args()
@@ -241,7 +278,9 @@ def main() -> None:
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise
                     time.sleep(0.05)
-            _ingest(port, home, args.events)
+            alone = _ingest(port, home, args.events)
+            if args.idle:
+                _ingest_beside_idle(port, home, args.events, args.idle, alone)
             for observers in args.observers:
                 _latency(port, observers, args.latency_events, args.rate)
         finally:
