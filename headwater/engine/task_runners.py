@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.engine.asyncutils import run_coro_sync
 from headwater.engine.futures import HeadwaterFuture
+from headwater.engine.thread_pool import DaemonThreadPool
 from headwater.settings import get_settings
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         if max_workers is not None and max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.max_workers = max_workers
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: DaemonThreadPool | None = None
         self._lock = threading.Lock()
         # submitted to the pool and not finished: the run, and the pool's handle on it
         self._outstanding: dict[
@@ -120,7 +121,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(self.max_workers)
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> DaemonThreadPool:
         executor = self._executor
         if executor is None:
             with self._lock:
@@ -130,9 +131,7 @@ class ThreadPoolTaskRunner(TaskRunner):
                         or get_settings().task_runner_max_workers
                         or min(32, (os.cpu_count() or 1) + 4)
                     )
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=workers, thread_name_prefix="headwater-task"
-                    )
+                    self._executor = DaemonThreadPool(workers, thread_name_prefix="headwater-task")
                 executor = self._executor
         return executor
 
@@ -191,8 +190,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                 future._finish(engine.task_run.state)  # type: ignore[arg-type]
             if running:
                 _logger.warning(
-                    "%d task run(s) still running in threads (%s); Python waits for them "
-                    "at exit (interrupt again to stop waiting)",
+                    "%d task run(s) still running in threads (%s); recorded Crashed, they "
+                    "do not hold up the exit (daemon threads)",
                     len(running),
                     ", ".join(running[:5]),
                 )

@@ -54,6 +54,10 @@ CHILD = textwrap.dedent(
         long()
 
     @flow
+    def stuck() -> None:
+        long.submit().result()  # a sync task in a pool thread that never returns
+
+    @flow
     async def awaiting() -> None:
         await along()
 
@@ -62,6 +66,8 @@ CHILD = textwrap.dedent(
             fan_out()
         elif mode == "sequential":
             sequential()
+        elif mode == "stuck":
+            stuck()
         else:
             asyncio.run(awaiting())
     finally:
@@ -150,3 +156,15 @@ def test_sigterm_crashes_an_async_run(tmp_path: Path) -> None:
     assert [name for name, _ in flows] == ["Crashed"]
     assert "SIGTERM" in (flows[0][1] or "")
     assert [n for _, n, _ in tasks] == ["Crashed"]
+
+
+def test_a_task_stuck_in_a_thread_is_recorded_crashed_and_does_not_hold_the_exit(
+    tmp_path: Path,
+) -> None:
+    code, took, _ = run_and_signal(tmp_path, "stuck", signal.SIGTERM)
+    assert code == 143
+    assert took < 30  # the 5 s grace, not the task's 60 s sleep
+    flows, tasks = runs(tmp_path)
+    assert [name for name, _ in flows] == ["Crashed"]
+    assert [(t, n) for t, n, _ in tasks] == [("CRASHED", "Crashed")]
+    assert "Still running 5 s after its flow run was interrupted" in tasks[0][2]
