@@ -113,9 +113,9 @@ def create_app(
         bus or get_bus(),
         feed_buffer_size=feed_buffer_size,
         max_observers=max_observers,
+        observer_send_timeout=observer_send_timeout,
     )
     state.manage_persistence = manage_persistence
-    state.observer_send_timeout = observer_send_timeout
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

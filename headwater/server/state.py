@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from headwater.events.bus import EventBus
 from headwater.server.auth import Authenticator
+from headwater.server.budget import WebhookBudgets
 from headwater.server.fanout import FeedFanout, ObserverQueue
 from headwater.settings import Settings
 from headwater.storage.database import Database
@@ -32,6 +33,8 @@ class ServerState:
         max_observers: most ``/events/out`` connections at once; more are refused (1013).
         fanout: the feed's one bus subscriber, routing events to observers.
         observers: the queues of connected observers.
+        observer_send_timeout: seconds a batch may wait for an observer that does not read.
+        webhook_budgets: each inbound webhook's request and failure-event budgets.
         manage_persistence: whether this server started persistence (and so reports on it).
     """
 
@@ -42,6 +45,7 @@ class ServerState:
         *,
         feed_buffer_size: int,
         max_observers: int,
+        observer_send_timeout: float,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -49,7 +53,8 @@ class ServerState:
         self.feed_buffer_size = feed_buffer_size
         self.max_observers = max_observers
         self.fanout = FeedFanout(bus)
-        self.observer_send_timeout = 30.0
+        self.observer_send_timeout = observer_send_timeout
+        self.webhook_budgets = WebhookBudgets()
         self.observers: set[ObserverQueue] = set()
         self.manage_persistence = False
         self._database: Database | None = None

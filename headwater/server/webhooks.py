@@ -30,9 +30,9 @@ disabled or unknown webhook answers 404.
 What a webhook may say: its events are not the engine's. An event name or resource id in
 the ``headwater.`` (or ``prefect.``) namespace is refused (400), and its events are
 published as *untrusted*, which storage never folds into a run's state: no request can
-rewrite a run's history. Each webhook has a budget of requests (:data:`REQUEST_BURST`, then
-:data:`REQUEST_RATE` a second; over it: 429) and of failure events (at most
-:data:`FAILURE_BURST`, then one every ten seconds; further failures answer 400 unrecorded).
+rewrite a run's history. Each webhook has a budget of requests (200, then 50 a second; over
+it: 429) and of failure events (20, then one every ten seconds; further failures answer 400
+unrecorded): :class:`~headwater.server.budget.WebhookBudgets`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ from starlette.routing import BaseRoute, Route
 from headwater.events.schema import RESOURCE_ID, Event, event_from_dict
 from headwater.exceptions import InvalidEventError, WebhookError
 from headwater.server.auth import unauthorized
-from headwater.server.budget import TokenBucket
 from headwater.server.errors import HTTPError, JSONResponse, read_body
 from headwater.server.ingest import check_size, publish_received
 from headwater.server.state import get_state
@@ -76,8 +75,6 @@ FAILED_EVENT = "headwater.webhook.failed"
 SECRET_HEADER = "x-headwater-webhook-secret"
 RESERVED_PREFIXES = ("headwater.", "prefect.")
 MIN_SECRET_LENGTH = 16
-REQUEST_BURST, REQUEST_RATE = 200.0, 50.0
-FAILURE_BURST, FAILURE_RATE = 20.0, 0.1
 MASKED = "***"
 # headers that carry credentials: never shown to templates, never stored in events
 SECRET_HEADERS = frozenset(
@@ -312,30 +309,6 @@ def _allowed(state: Any, webhook: Webhook, request: Request) -> bool:
     return webhook.public or not authenticator.enabled
 
 
-class _Budgets:
-    """Each webhook's request and failure budgets, in this server process."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, TokenBucket] = {}
-        self.failures: dict[str, TokenBucket] = {}
-
-    def request(self, slug: str, now: float) -> float:
-        """0 when the request may go on, else the seconds to wait (429)."""
-        bucket = self.requests.setdefault(slug, TokenBucket(REQUEST_BURST, REQUEST_RATE, now))
-        return 0.0 if bucket.take(now) else max(bucket.wait_for(), 0.001)
-
-    def failure(self, slug: str, now: float) -> bool:
-        bucket = self.failures.setdefault(slug, TokenBucket(FAILURE_BURST, FAILURE_RATE, now))
-        return bucket.take(now)
-
-
-def _budgets(state: Any) -> _Budgets:
-    budgets = getattr(state, "webhook_budgets", None)
-    if budgets is None:
-        budgets = state.webhook_budgets = _Budgets()
-    return budgets  # type: ignore[no-any-return]
-
-
 async def hook_endpoint(request: Request) -> Response:
     """Turn one request into an event (204), or say why not (400, 401, 404, 429)."""
     state = get_state(request)
@@ -345,7 +318,7 @@ async def hook_endpoint(request: Request) -> Response:
         raise HTTPError(404, f"no webhook {slug[:140]!r}")
     if not _allowed(state, webhook, request):
         return unauthorized()
-    budgets = _budgets(state)
+    budgets = state.webhook_budgets
     wait = budgets.request(slug, time.monotonic())
     if wait:
         return JSONResponse(
