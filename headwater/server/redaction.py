@@ -14,15 +14,38 @@ import logging
 import re
 from typing import Any
 
+from headwater.notifications.delivery import MASKED, scrub
 from headwater.settings import Settings, get_settings
 
-__all__ = ["MASK", "RedactSecrets", "logging_config"]
+__all__ = ["CREDENTIAL_HEADERS", "MASK", "SECRET_HEADER", "RedactSecrets", "logging_config"]
 
-MASK = "***"
+MASK = MASKED
+
+SECRET_HEADER = "x-headwater-webhook-secret"
+"""Where a caller of a webhook sends the webhook's own secret."""
+
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-gitlab-token",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "x-slack-signature",
+        SECRET_HEADER,
+    }
+)
+"""Headers that carry credentials: masked in logs, never shown to webhook templates or
+stored in their events."""
 
 _HEADER = re.compile(
-    r"(?im)((?:proxy-)?authorization|cookie|set-cookie|x-api-key|x-auth-token|x-gitlab-token"
-    r"|x-headwater-webhook-secret)(\s*[:=]\s*)([^\r\n'\"]+)"
+    r"(?im)("
+    + "|".join(re.escape(name) for name in sorted(CREDENTIAL_HEADERS, key=len, reverse=True))
+    + r")(\s*[:=]\s*)([^\r\n'\"]+)"
 )
 _TOKEN = re.compile(
     r"""(?i)(["']?(?:token|api_key|auth|password|secret)["']?\s*[:=]\s*["']?)([^"',}\s]+)"""
@@ -34,10 +57,10 @@ def _secrets(settings: Settings) -> list[str]:
     if settings.server_api_auth_string is not None:
         auth = settings.server_api_auth_string.get_secret_value()
         found += [auth, base64.b64encode(auth.encode()).decode()]
-        found += [part for part in auth.split(":", 1)[1:] if len(part) >= 4]
+        found += auth.split(":", 1)[1:]  # the password alone (scrub skips short fragments)
     if settings.server_api_keys is not None:
         found += [key.strip() for key in settings.server_api_keys.get_secret_value().split(",")]
-    return sorted({item for item in found if len(item) >= 4}, key=len, reverse=True)
+    return found
 
 
 class RedactSecrets(logging.Filter):
@@ -50,9 +73,7 @@ class RedactSecrets(logging.Filter):
     def redact(self, text: str) -> str:
         text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
         text = _TOKEN.sub(lambda m: f"{m[1]}{MASK}", text)
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return scrub(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

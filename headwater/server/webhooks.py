@@ -62,6 +62,7 @@ from headwater.exceptions import InvalidEventError, WebhookError
 from headwater.server.auth import unauthorized
 from headwater.server.errors import HTTPError, JSONResponse, read_body
 from headwater.server.ingest import check_size, publish_received
+from headwater.server.redaction import CREDENTIAL_HEADERS, MASK, SECRET_HEADER
 from headwater.server.state import get_state
 from headwater.server.webhook_store import Webhook, get_webhook
 from headwater.server.wire import utcnow
@@ -72,26 +73,8 @@ logger = logging.getLogger("headwater.server")
 
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 FAILED_EVENT = "headwater.webhook.failed"
-SECRET_HEADER = "x-headwater-webhook-secret"
 RESERVED_PREFIXES = ("headwater.", "prefect.")
 MIN_SECRET_LENGTH = 16
-MASKED = "***"
-# headers that carry credentials: never shown to templates, never stored in events
-SECRET_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "x-auth-token",
-        "x-gitlab-token",
-        "x-hub-signature",
-        "x-hub-signature-256",
-        "x-slack-signature",
-        SECRET_HEADER,
-    }
-)
 _FAILURE_BODY_CHARS = 10_000
 
 
@@ -266,7 +249,8 @@ def _failure(message: str, rendered: str | None) -> WebhookError:
 async def _request_parts(request: Request, limit: int) -> tuple[str, dict[str, str], Any]:
     method = request.method.upper()
     headers = {
-        name: MASKED if name in SECRET_HEADERS else value for name, value in request.headers.items()
+        name: MASK if name in CREDENTIAL_HEADERS else value
+        for name, value in request.headers.items()
     }
     if method not in ("POST", "PUT", "PATCH"):
         return method, headers, None
