@@ -126,12 +126,11 @@ class FeedFanout:
             for queue in self._all():
                 queue.gap(item.dropped)
             return
-        by_name, by_resource = self._by_name, self._by_resource
-        targets = set(self._everything)
-        if by_name:
-            targets |= by_name.get(_event_name(item), set())
-        if by_resource:
-            targets |= by_resource.get(item.resource_id, set())
+        targets: set[ObserverQueue] = self._everything
+        named = self._by_name.get(_event_name(item)) if self._by_name else None
+        about = self._by_resource.get(item.resource_id) if self._by_resource else None
+        if named or about:  # a new set only when indexed observers are concerned
+            targets = targets.union(named or (), about or ())
         if targets:
             received = as_received(item)  # materialised once, for every observer
             for queue in targets:
