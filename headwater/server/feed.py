@@ -27,7 +27,7 @@ silently. An observer that stops reading (a send blocked for the server's
 ``observer_send_timeout``, 30 s by default) is disconnected with 1008, freeing its slot.
 
 A disconnected client is noticed at once (a reader task waits on the socket the whole time),
-and its subscription is closed whatever way the connection ends.
+and its queue is removed from the fan-out whatever way the connection ends.
 """
 
 from __future__ import annotations
@@ -155,24 +155,24 @@ async def _watch_disconnect(websocket: WebSocket, scope: anyio.CancelScope) -> N
 
 
 async def _stream(
-    websocket: WebSocket, state: ServerState, subscription: ObserverQueue, message: FilterMessage
+    websocket: WebSocket, state: ServerState, queue: ObserverQueue, message: FilterMessage
 ) -> None:
     event_filter = message.filter
     send = websocket.send_text
     sent: set[uuid.UUID] = set()
     if message.backfill:
-        # Events published before the subscription may still be on their way to the
+        # Events published before the observer joined may still be on their way to the
         # database: let persistence commit them, or the backfill would miss them.
         if not await state.bus.aflush(BACKFILL_FLUSH_TIMEOUT):
             logger.warning("backfilling before every event published was stored")
         await _backfill(websocket, state, event_filter, sent)
     # Only events already buffered when the backfill ended can repeat it.
-    overlap = subscription.pending if sent else 0
+    overlap = queue.pending if sent else 0
     if not overlap:
         sent = set()
     matches = event_filter.matches
     while True:
-        items = await subscription.get_batch(_BATCH)
+        items = await queue.get_batch(_BATCH)
         if not items:
             return  # the queue was closed (server shutting down)
         # one deadline per batch (a scope per frame costs more than the frame)
