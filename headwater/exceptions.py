@@ -62,6 +62,10 @@ re-raised as the original object.
     │   ├── SerializationError        a result the serializer cannot (de)serialise
     │   └── ResultStorageError        the result storage cannot be used (e.g. a missing driver)
     ├── CacheKeyError               a cache key cannot be computed (unhashable input; ValueError)
+    ├── DeploymentError             a deployment cannot be stored, found or run
+    │   ├── ScheduleValidationError   a bad cron, timezone, interval or rrule (ValueError)
+    │   ├── DeploymentValidationError a definition or run request breaks the rules (ValueError)
+    │   └── DeploymentNotFound        no deployment with that name or id (ValueError)
     └── LockTimeout                 a transaction lock was not acquired in time (TimeoutError)
 
 Warnings derive from :class:`HeadwaterWarning` (a ``UserWarning``):
@@ -503,6 +507,22 @@ class CacheKeyError(HeadwaterError, ValueError):
 
     The task run fails with it before running: a silent cache miss would hide the problem.
     """
+
+
+class DeploymentError(HeadwaterError):
+    """Raised when a deployment cannot be stored, found, or run."""
+
+
+class ScheduleValidationError(DeploymentError, ValueError):
+    """A schedule that cannot be used: names the value and what was expected."""
+
+
+class DeploymentValidationError(DeploymentError, ValueError):
+    """A deployment definition, or a run request, that breaks the rules (names the field)."""
+
+
+class DeploymentNotFound(DeploymentError, ValueError):
+    """No deployment with that ``flow/deployment`` name or id."""
 
 
 class LockTimeout(HeadwaterError, TimeoutError):

@@ -387,15 +387,19 @@ def _install_process_handlers() -> None:
         pass  # not the main interpreter, or no signals here
 
 
-def register_termination_hook(hook: Callable[[], None]) -> None:
+def register_termination_hook(hook: Callable[[], None], *, first: bool = False) -> None:
     """Call ``hook`` in the main thread when SIGTERM arrives, before services flush.
 
     A hook may raise (the engine raises ``TerminationSignal`` when flow runs are live, so
     they end Crashed and the process exits through its normal path, ``atexit`` included);
-    a second SIGTERM skips the hooks and terminates at once, after flushing.
+    a second SIGTERM skips the hooks and terminates at once, after flushing. ``first``
+    puts it before the hooks already registered (one that must act before the engine's).
     """
     if hook not in _termination_hooks:
-        _termination_hooks.append(hook)
+        if first:
+            _termination_hooks.insert(0, hook)
+        else:
+            _termination_hooks.append(hook)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -124,6 +124,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             (``HEADWATER_TASKS_REFRESH_CACHE``).
         tasks_disable_caching: no task reads or writes cache records
             (``HEADWATER_TASKS_DISABLE_CACHING``).
+        runner_poll_frequency: seconds between a launcher's safety re-checks for due runs;
+            runs are normally picked up at once, on a change to the database
+            (``HEADWATER_RUNNER_POLL_FREQUENCY``, Prefect's 10 s).
+        runner_process_limit: runs one serve process runs at once unless ``limit`` says
+            (``HEADWATER_RUNNER_PROCESS_LIMIT``; 0 means no limit).
+        runner_cancel_grace: seconds a cancelled run's process has after SIGTERM before
+            SIGKILL (``HEADWATER_RUNNER_CANCEL_GRACE``).
+        scheduler_min_runs / scheduler_max_runs / scheduler_min_scheduled_time /
+            scheduler_max_scheduled_time: how many runs each schedule keeps waiting, and how
+            far ahead (``HEADWATER_SCHEDULER_*``, Prefect's 3, 100, 1 h and 100 days).
+        scheduler_loop_seconds: seconds between top-ups (``HEADWATER_SCHEDULER_LOOP_SECONDS``).
+        late_runs_after_seconds: a Scheduled run not started this long after its time
+            turns Late (``HEADWATER_LATE_RUNS_AFTER_SECONDS``, Prefect's 15).
     """
 
     home: Path
@@ -164,6 +177,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tasks_default_no_cache: bool = False
     tasks_refresh_cache: bool = False
     tasks_disable_caching: bool = False
+    runner_poll_frequency: float = 10.0
+    runner_process_limit: int = 5
+    runner_cancel_grace: float = 10.0
+    scheduler_min_runs: int = 3
+    scheduler_max_runs: int = 100
+    scheduler_min_scheduled_time: datetime.timedelta = datetime.timedelta(hours=1)
+    scheduler_max_scheduled_time: datetime.timedelta = datetime.timedelta(days=100)
+    scheduler_loop_seconds: float = 60.0
+    late_runs_after_seconds: float = 15.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -233,6 +255,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             tasks_default_no_cache=_bool(env, "HEADWATER_TASKS_DEFAULT_NO_CACHE", False),
             tasks_refresh_cache=_bool(env, "HEADWATER_TASKS_REFRESH_CACHE", False),
             tasks_disable_caching=_bool(env, "HEADWATER_TASKS_DISABLE_CACHING", False),
+            runner_poll_frequency=_positive_float(env, "HEADWATER_RUNNER_POLL_FREQUENCY", 10.0),
+            runner_process_limit=_non_negative_int(env, "HEADWATER_RUNNER_PROCESS_LIMIT", 5),
+            runner_cancel_grace=_positive_float(env, "HEADWATER_RUNNER_CANCEL_GRACE", 10.0),
+            scheduler_min_runs=_positive_int(env, "HEADWATER_SCHEDULER_MIN_RUNS") or 3,
+            scheduler_max_runs=_positive_int(env, "HEADWATER_SCHEDULER_MAX_RUNS") or 100,
+            scheduler_min_scheduled_time=_duration(env, "HEADWATER_SCHEDULER_MIN_SCHEDULED_TIME")
+            or datetime.timedelta(hours=1),
+            scheduler_max_scheduled_time=_duration(env, "HEADWATER_SCHEDULER_MAX_SCHEDULED_TIME")
+            or datetime.timedelta(days=100),
+            scheduler_loop_seconds=_positive_float(env, "HEADWATER_SCHEDULER_LOOP_SECONDS", 60.0),
+            late_runs_after_seconds=_positive_float(env, "HEADWATER_LATE_RUNS_AFTER_SECONDS", 15.0),
         )
 
 

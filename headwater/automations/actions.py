@@ -25,18 +25,24 @@ from headwater.automations.actions_model import (
     DoNothing,
     EmitEvent,
     PauseAutomation,
+    PauseDeployment,
     ResumeAutomation,
+    ResumeDeployment,
     ResumeFlowRun,
+    RunDeployment,
     SendNotification,
     SuspendFlowRun,
 )
 from headwater.automations.rendering import render, render_value
 from headwater.automations.templates import TemplateRenderError, referenced_names
 from headwater.automations.webhook import call_webhook
+from headwater.deployments import runs
+from headwater.deployments.store import read_deployment, set_paused
+from headwater.engine.control import request_cancellation
 from headwater.events.bus import get_bus
 from headwater.events.emit import emit_event
 from headwater.events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
-from headwater.exceptions import ActionFailed, HeadwaterError
+from headwater.exceptions import ActionFailed, DeploymentError, HeadwaterError
 from headwater.ids import new_uuid
 
 if TYPE_CHECKING:
@@ -49,6 +55,7 @@ __all__ = ["ActionContext", "perform", "infer_flow_run_id"]
 _FLOW_RUN = "headwater.flow-run."
 _TASK_RUN = "headwater.task-run."
 _AUTOMATION = "headwater.automation."
+_DEPLOYMENT = "headwater.deployment."
 
 
 class ActionContext:
@@ -278,23 +285,117 @@ def _strings(value: Any) -> list[str]:
 
 async def _cancel_flow_run(context: ActionContext) -> dict[str, Any]:
     flow_run_id = _require_flow_run(context)
-    try:
-        from headwater.engine.control import request_cancellation
-    except ImportError:  # pragma: no cover - until the engine ships control.py
-        raise ActionFailed("cancelling flow runs is not available in this version") from None
-    message = f"Cancelled by AutomationDefinition {context.automation.id}"
-    if not request_cancellation(flow_run_id, message):
-        raise ActionFailed(f"flow run {flow_run_id} is not running in this process")
+    message = f"Cancelled by Automation {context.automation.id}"
+    if request_cancellation(flow_run_id, message):
+        return {"flow_run_id": str(flow_run_id)}
+    # not running in this process: record the request; the run's launcher stops it
+    found = await anyio.to_thread.run_sync(runs.request_cancellation, flow_run_id, message)
+    if found is None:
+        raise ActionFailed(f"flow run {flow_run_id} is not running here and has no launcher")
     return {"flow_run_id": str(flow_run_id)}
 
 
-async def _needs_deployment(context: ActionContext) -> dict[str, Any]:
+async def _suspend_flow_run(context: ActionContext) -> dict[str, Any]:
+    action = context.action
+    assert isinstance(action, SuspendFlowRun)
     flow_run_id = _require_flow_run(context)
-    verb = "suspended" if isinstance(context.action, SuspendFlowRun) else "resumed"
-    raise ActionFailed(
-        f"flow run {flow_run_id} cannot be {verb}: {context.action.type} needs a deployment "
-        "to run the flow again, and this flow run has none (headwater has no deployments yet)"
+    message = f"Suspended by Automation {context.automation.id}"
+    try:
+        await anyio.to_thread.run_sync(
+            runs.suspend_run, flow_run_id, message, action.timeout_seconds
+        )
+    except DeploymentError as exc:
+        raise ActionFailed(str(exc)) from None
+    return {"flow_run_id": str(flow_run_id)}
+
+
+async def _resume_flow_run(context: ActionContext) -> dict[str, Any]:
+    flow_run_id = _require_flow_run(context)
+    try:
+        await anyio.to_thread.run_sync(runs.resume_run, flow_run_id)
+    except DeploymentError as exc:
+        raise ActionFailed(str(exc)) from None
+    return {"flow_run_id": str(flow_run_id)}
+
+
+def _infer_deployment(context: ActionContext) -> uuid.UUID:
+    action = context.action
+    selected = getattr(action, "deployment_id", None)
+    if getattr(action, "source", "selected") == "selected" and selected is not None:
+        return uuid.UUID(str(selected))
+    for event in context.events():
+        for resource in (event.resource, *event.related):
+            resource_id = resource.get(RESOURCE_ID, "")
+            if resource_id.startswith(_DEPLOYMENT):
+                try:
+                    return uuid.UUID(resource_id[len(_DEPLOYMENT) :])
+                except ValueError:
+                    continue
+    raise ActionFailed("No deployment could be inferred from the triggering event")
+
+
+def _typed(rendered: Any, source: Any) -> Any:
+    """A value rendered from a single ``{{ expression }}`` keeps the JSON type it reads as."""
+    if isinstance(rendered, dict) and isinstance(source, dict):
+        return {key: _typed(value, source.get(key)) for key, value in rendered.items()}
+    if isinstance(rendered, list) and isinstance(source, list):
+        return [_typed(value, inner) for value, inner in zip(rendered, source)]
+    if isinstance(rendered, str) and isinstance(source, str):
+        text = source.strip()
+        if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            try:
+                return msgspec.json.decode(rendered)
+            except msgspec.DecodeError:
+                return rendered
+    return rendered
+
+
+async def _run_deployment(context: ActionContext) -> dict[str, Any]:
+    action = context.action
+    assert isinstance(action, RunDeployment)
+    deployment_id = _infer_deployment(context)
+    context.target(f"{_DEPLOYMENT}{deployment_id}")
+    try:
+        deployment = await anyio.to_thread.run_sync(read_deployment, deployment_id)
+    except DeploymentError as exc:
+        raise ActionFailed(str(exc)) from None
+    parameters = None
+    if action.parameters is not None:
+        scope = await template_context(context, *_strings(action.parameters))
+        try:
+            rendered = await anyio.to_thread.run_sync(render_value, action.parameters, scope)
+        except TemplateRenderError as exc:
+            raise ActionFailed(
+                f"the template could not be rendered: {exc.error}",
+                details={"template_error": exc.error, "template_source": exc.source},
+            ) from None
+        parameters = _typed(rendered, action.parameters)
+    due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        seconds=action.schedule_after
     )
+    trigger = context.event.id if context.event is not None else new_uuid()
+    key = f"automation {context.automation.id}, action {action.type}, invocation {trigger}"
+    try:
+        run, _ = await anyio.to_thread.run_sync(
+            lambda: runs.create_run(
+                deployment, parameters=parameters, scheduled_time=due, idempotency_key=key
+            )
+        )
+    except DeploymentError as exc:
+        raise ActionFailed(str(exc), details={"validation_error": str(exc)}) from None
+    context.target(f"{_FLOW_RUN}{run.id}", role="flow-run")
+    return {"deployment_id": str(deployment_id), "flow_run_id": str(run.id)}
+
+
+async def _set_deployment_paused(context: ActionContext) -> dict[str, Any]:
+    deployment_id = _infer_deployment(context)
+    context.target(f"{_DEPLOYMENT}{deployment_id}")
+    paused = isinstance(context.action, PauseDeployment)
+    try:
+        await anyio.to_thread.run_sync(set_paused, deployment_id, paused)
+    except DeploymentError as exc:
+        raise ActionFailed(str(exc)) from None
+    return {"deployment_id": str(deployment_id), "paused": paused}
 
 
 async def _change_flow_run_state(context: ActionContext) -> dict[str, Any]:
@@ -387,8 +488,11 @@ _HANDLERS: dict[type, Any] = {
     CallWebhook: _call_webhook,
     EmitEvent: _emit_event,
     CancelFlowRun: _cancel_flow_run,
-    SuspendFlowRun: _needs_deployment,
-    ResumeFlowRun: _needs_deployment,
+    SuspendFlowRun: _suspend_flow_run,
+    ResumeFlowRun: _resume_flow_run,
+    RunDeployment: _run_deployment,
+    PauseDeployment: _set_deployment_paused,
+    ResumeDeployment: _set_deployment_paused,
     ChangeFlowRunState: _change_flow_run_state,
     PauseAutomation: _set_automation,
     ResumeAutomation: _set_automation,

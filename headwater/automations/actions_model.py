@@ -32,8 +32,11 @@ __all__ = [
     "DoNothing",
     "EmitEvent",
     "PauseAutomation",
+    "PauseDeployment",
     "ResumeAutomation",
+    "ResumeDeployment",
     "ResumeFlowRun",
+    "RunDeployment",
     "SendNotification",
     "SuspendFlowRun",
     "fail",
@@ -165,11 +168,66 @@ class CancelFlowRun(_ActionBase, tag="cancel-flow-run"):
 
 
 class SuspendFlowRun(_ActionBase, tag="suspend-flow-run"):
-    """Suspend the inferred flow run; needs a deployment, which headwater has not yet."""
+    """Suspend the inferred flow run of a deployment: its process stops, the run waits
+    (Suspended) until resumed, then runs again from the start in a new process."""
+
+    timeout_seconds: float | None = 3600.0
 
 
 class ResumeFlowRun(_ActionBase, tag="resume-flow-run"):
-    """Resume the inferred flow run; needs a deployment, which headwater has not yet."""
+    """Resume the inferred suspended flow run of a deployment (it runs again)."""
+
+
+class _DeploymentAction(_ActionBase):
+    source: ActionSource = "selected"
+    deployment_id: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        if self.source == "selected" and self.deployment_id is None:
+            fail("deployment_id", "is required when source is 'selected'")
+        if self.source == "inferred" and self.deployment_id is not None:
+            fail("deployment_id", "must not be given when source is 'inferred'")
+
+
+class RunDeployment(_DeploymentAction, tag="run-deployment"):
+    """Create a run of a deployment: the one selected, or the one the event is about.
+
+    Attributes:
+        parameters: None runs with the deployment's defaults; string values may be
+            templates, and one that is a single ``{{ expression }}`` keeps the JSON type of
+            what it renders (``{{ event.payload.count }}`` stays a number).
+        job_variables: accepted for Prefect compatibility (served deployments take none).
+        schedule_after: seconds from now when the run is due.
+    """
+
+    parameters: dict[str, Any] | None = None
+    job_variables: dict[str, Any] | None = None
+    schedule_after: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.schedule_after < 0:
+            fail("schedule_after", f"must be >= 0 seconds, got {self.schedule_after}")
+        for path, value in _strings_in(self.parameters or {}, "parameters"):
+            _check_template(value, path)
+
+
+def _strings_in(value: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [item for key, inner in value.items() for item in _strings_in(inner, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [item for i, inner in enumerate(value) for item in _strings_in(inner, f"{path}[{i}]")]
+    return []
+
+
+class PauseDeployment(_DeploymentAction, tag="pause-deployment"):
+    """Pause a deployment (its waiting auto-scheduled runs are deleted)."""
+
+
+class ResumeDeployment(_DeploymentAction, tag="resume-deployment"):
+    """Resume a paused deployment (its schedules make runs again)."""
 
 
 class ChangeFlowRunState(_ActionBase, tag="change-flow-run-state"):
@@ -223,6 +281,9 @@ Action = (
     | ChangeFlowRunState
     | PauseAutomation
     | ResumeAutomation
+    | RunDeployment
+    | PauseDeployment
+    | ResumeDeployment
 )
 
 ACTION_TYPES: tuple[str, ...] = (
@@ -236,4 +297,7 @@ ACTION_TYPES: tuple[str, ...] = (
     "change-flow-run-state",
     "pause-automation",
     "resume-automation",
+    "run-deployment",
+    "pause-deployment",
+    "resume-deployment",
 )

@@ -48,7 +48,7 @@ class Automation(AutomationDefinition, kw_only=True, forbid_unknown_fields=True)
 
     def create(self) -> Automation:
         """Sync :meth:`acreate`."""
-        return _run_sync(self.acreate)
+        return run_sync(self.acreate)
 
     async def aupdate(self) -> None:
         """Store this automation's current fields under its ``id``.
@@ -60,7 +60,7 @@ class Automation(AutomationDefinition, kw_only=True, forbid_unknown_fields=True)
 
     def update(self) -> None:
         """Sync :meth:`aupdate`."""
-        _run_sync(self.aupdate)
+        run_sync(self.aupdate)
 
     async def adelete(self) -> bool:
         """Delete it; False when it did not exist."""
@@ -68,7 +68,7 @@ class Automation(AutomationDefinition, kw_only=True, forbid_unknown_fields=True)
 
     def delete(self) -> bool:
         """Sync :meth:`adelete`."""
-        return _run_sync(self.adelete)
+        return run_sync(self.adelete)
 
     async def aenable(self) -> bool:
         """Enable it (and store that); False when it does not exist."""
@@ -76,7 +76,7 @@ class Automation(AutomationDefinition, kw_only=True, forbid_unknown_fields=True)
 
     def enable(self) -> bool:
         """Sync :meth:`aenable`."""
-        return _run_sync(self.aenable)
+        return run_sync(self.aenable)
 
     async def adisable(self) -> bool:
         """Disable it (and store that); False when it does not exist."""
@@ -84,7 +84,7 @@ class Automation(AutomationDefinition, kw_only=True, forbid_unknown_fields=True)
 
     def disable(self) -> bool:
         """Sync :meth:`adisable`."""
-        return _run_sync(self.adisable)
+        return run_sync(self.adisable)
 
     async def _aset_enabled(self, enabled: bool) -> bool:
         if self.id is None or not await store.set_enabled(self.id, enabled):
@@ -112,10 +112,10 @@ class Automation(AutomationDefinition, kw_only=True, forbid_unknown_fields=True)
     @classmethod
     def read(cls, id: uuid.UUID | str | None = None, name: str | None = None) -> Automation:
         """Sync :meth:`aread`."""
-        return _run_sync(lambda: cls.aread(id=id, name=name))
+        return run_sync(lambda: cls.aread(id=id, name=name))
 
 
-def _run_sync(make: Callable[[], Awaitable[T]]) -> T:
+def run_sync(make: Callable[[], Awaitable[T]]) -> T:
     # No loop in this thread: run one here. Inside a running loop (sync call from async
     # code), hand the work to headwater's service loop rather than nest loops.
     try:

@@ -33,11 +33,12 @@ from headwater.automations.actions_model import (
     PauseAutomation,
     ResumeAutomation,
     ResumeFlowRun,
+    RunDeployment,
     SendNotification,
     SuspendFlowRun,
     fail,
 )
-from headwater.automations.matching import check_glob
+from headwater.automations.matching import check_glob, names_match, parse_name_pattern
 from headwater.exceptions import AutomationValidationError
 
 __all__ = [
@@ -236,6 +237,32 @@ class AutomationDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             fail("name", "must not be empty")
+        if self.enabled:
+            _check_no_run_loop(self)
+
+
+_LOOPING_EVENTS = ("headwater.flow-run.Scheduled", "headwater.flow-run.Pending",
+                   "headwater.flow-run.Running")
+
+
+def _check_no_run_loop(automation: AutomationDefinition) -> None:
+    """Prefect's guard: an automation that runs the deployment it infers from the start of
+    a flow run would start a run for every run it starts, forever."""
+    trigger = automation.trigger
+    if not isinstance(trigger, EventTrigger) or trigger.posture is not Posture.Reactive:
+        return
+    patterns = [parse_name_pattern(pattern) for pattern in trigger.expect]
+    if not patterns or not any(names_match(patterns, name) for name in _LOOPING_EVENTS):
+        return
+    for field in ("actions", "actions_on_trigger", "actions_on_resolve"):
+        for index, action in enumerate(getattr(automation, field)):
+            if isinstance(action, RunDeployment) and action.source == "inferred":
+                fail(
+                    f"{field}[{index}]",
+                    "a run-deployment action with source 'inferred' on a trigger that"
+                    " expects flow runs to be scheduled, pending or running would run the"
+                    " deployment again for every run it starts; select the deployment",
+                )
 
 
 _AT = re.compile(r"^(?P<inner>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from headwater.engine import control
+from headwater.engine.adoption import Adoption
 from headwater.engine.context import FlowRunContext, current_tags, flow_run_context
 from headwater.engine.control import TERMINATED, CancellationInterrupt
 from headwater.engine.futures import resolve_futures_to_states
@@ -59,19 +60,29 @@ class FlowRunEngine:
     """One flow run from Pending to its final state."""
 
     def __init__(
-        self, flow: FlowDefinition[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        flow: FlowDefinition[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        adoption: Adoption | None = None,
     ):
         ensure_started()
         self.flow = flow
         self.parent = flow_run_context.get()
         parameters = flow.parameters.bind(args, kwargs)  # a binding error raises before any run
+        tags = current_tags()
+        if adoption is not None:
+            tags = tags | set(adoption.tags)
+        deployment = None if adoption is None else adoption.deployment
         self.flow_run = FlowRun(
             flow.name,
-            generate_slug(),
+            generate_slug() if adoption is None else adoption.name,
             parameters,
-            tuple(sorted(current_tags())),
+            tuple(sorted(tags)),
             self.parent.flow_run if self.parent is not None else None,
             flow.version,
+            run_id=None if adoption is None else adoption.flow_run_id,
+            deployment=None if deployment is None else (deployment.id, deployment.name),
         )
         self.validation_error: ParameterTypeError | None = None
         self.persist_result = flow_persists(flow, self.parent)
@@ -79,7 +90,16 @@ class FlowRunEngine:
         self.returned_state: State[Any] | None = None
         self.watch = get_bus().watch(self.flow_run.identity.resource_id) if flow.has_hooks else None
         self._pending_hooks: list[tuple[list[Any], State[Any]]] = []
-        self.transition(Pending())
+        if adoption is None:
+            self.transition(Pending())
+        else:
+            # continue from the Pending state the launcher recorded: no new run, no new state
+            claimed: State[Any] = Pending()
+            claimed.id = adoption.state_id
+            claimed.timestamp = adoption.state_timestamp
+            claimed.state_details.flow_run_id = adoption.flow_run_id
+            self.flow_run.state = claimed
+            self.flow_run.run_count = adoption.run_count
         self.logger = get_run_logger(self._context(None))
         self.live = control.register(self.flow_run.id)
 

@@ -9,6 +9,7 @@ from headwater.engine.asyncutils import in_running_loop, run_coro_sync
 from headwater.engine.context import flow_run_context
 from headwater.engine.flow_definition import FlowDefinition, FlowHook
 from headwater.engine.flow_engine import FlowRunEngine
+from headwater.engine.serving import serving
 from headwater.engine.task_runners import TaskRunner
 
 __all__ = ["Flow", "flow"]
@@ -78,6 +79,56 @@ class Flow(FlowDefinition[P, R]):
         engine = FlowRunEngine(self, args, kwargs)
         await engine.execute_async()
         return engine.outcome(return_state)
+
+    # -- deployments ----------------------------------------------------------------------
+    def to_deployment(self, name: str | None = None, **options: Any) -> Any:
+        """A deployment of this flow (``RunnerDeployment``), to pass to ``serve(...)``.
+
+        Options: ``cron``, ``interval``, ``rrule``, ``schedule``, ``schedules``,
+        ``timezone``, ``parameters``, ``tags``, ``description``, ``version``, ``paused``,
+        ``concurrency_limit``, ``triggers``, ``enforce_parameter_schema``, ``catchup``.
+        """
+        return serving("to_deployment")(self, name, **options)
+
+    def serve(
+        self,
+        name: str | None = None,
+        *,
+        limit: int | None = None,
+        pause_on_shutdown: bool = True,
+        print_starting_message: bool = True,
+        **options: Any,
+    ) -> None:
+        """Register a deployment of this flow and run it here until stopped (Ctrl-C).
+
+        Same options as :meth:`to_deployment`; ``global_limit`` is the deployment's
+        concurrency limit across processes, ``limit`` the runs this process runs at once.
+        """
+        deployment = serving("to_deployment")(self, name, **options)
+        serving("serve")(
+            deployment,
+            limit=limit,
+            pause_on_shutdown=pause_on_shutdown,
+            print_starting_message=print_starting_message,
+        )
+
+    async def aserve(
+        self,
+        name: str | None = None,
+        *,
+        limit: int | None = None,
+        pause_on_shutdown: bool = True,
+        print_starting_message: bool = True,
+        **options: Any,
+    ) -> None:
+        """:meth:`serve` for async code."""
+        deployment = serving("to_deployment")(self, name, **options)
+        await serving("aserve")(
+            deployment,
+            limit=limit,
+            pause_on_shutdown=pause_on_shutdown,
+            print_starting_message=print_starting_message,
+        )
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"

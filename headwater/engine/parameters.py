@@ -106,6 +106,46 @@ class ParameterSchema:
                 ) from None
         return validated
 
+    def json_schema(self) -> dict[str, Any]:
+        """The parameters as a JSON schema (Prefect's ``parameter_openapi_schema``).
+
+        Stored with a deployment, so that a run requested from the CLI, another process or
+        a server is checked without importing the flow: required names, unknown names
+        (unless there is ``**kwargs``) and each hinted type. A hint with no JSON form (a
+        Protocol, an arbitrary class) accepts anything, as the engine does.
+        """
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        definitions: dict[str, Any] = {}
+        extra = False
+        for position, (name, parameter) in enumerate(self.signature.parameters.items()):
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                extra = True
+                continue
+            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            hint = self._hints.get(name)
+            schema = {} if hint is None else _hint_schema(hint, definitions)
+            schema = {"title": name, "position": position, **schema}
+            if parameter.default is inspect.Parameter.empty:
+                required.append(name)
+            else:
+                try:
+                    schema["default"] = msgspec.to_builtins(parameter.default)
+                except TypeError:
+                    pass  # a default with no JSON form: the flow applies it itself
+            properties[name] = schema
+        schema = {
+            "title": "Parameters",
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": extra,
+        }
+        if definitions:
+            schema["definitions"] = definitions
+        return schema
+
     def to_call(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Turn a parameters mapping back into ``(args, kwargs)`` for the function."""
         if self._simple:
@@ -146,6 +186,26 @@ def _validator_for(hint: Any) -> Validator | None:
         return msgspec.convert(value, hint, strict=False)
 
     return convert
+
+
+def _hint_schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+    if _mentions_pydantic(hint):
+        from pydantic import TypeAdapter
+
+        try:
+            schema = TypeAdapter(hint).json_schema(ref_template="#/definitions/{model}")
+        except Exception:
+            return {}
+        definitions.update(schema.pop("$defs", {}))
+        return schema
+    try:
+        (schema,), components = msgspec.json.schema_components(
+            (hint,), ref_template="#/definitions/{name}"
+        )
+    except (TypeError, ValueError):
+        return {}
+    definitions.update(components)
+    return schema
 
 
 def _mentions_pydantic(hint: Any) -> bool:

@@ -31,6 +31,7 @@ class FlowRun:
         "identity",
         "name",
         "parameters",
+        "deployment",
         "parent_flow_run_id",
         "root_flow_run_id",
         "run_count",
@@ -47,8 +48,13 @@ class FlowRun:
         tags: tuple[str, ...],
         parent: FlowRun | None,
         flow_version: str | None,
+        *,
+        run_id: uuid.UUID | None = None,
+        deployment: tuple[uuid.UUID, str] | None = None,
     ) -> None:
-        self.id = new_uuid()
+        # run_id: a run made before it started (a deployment's), adopted by its process
+        self.id = new_uuid() if run_id is None else run_id
+        self.deployment = deployment
         self.name = name
         self.flow_name = flow_name
         self.flow_version = flow_version
@@ -78,6 +84,7 @@ class FlowRun:
             tags=self.tags,
             flow_version=self.flow_version,
             parameters=self.parameters,
+            deployment=self.deployment,
         )
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.engine.adoption import deployment_context
 from headwater.engine.context import flow_run_context, task_run_context
 
 __all__ = [
@@ -92,11 +93,15 @@ def task_run_fact(name: str) -> Any:
 
 
 def deployment_fact(name: str) -> Any:
-    """``headwater.runtime.deployment.<name>``: None until a run comes from a deployment."""
+    """``headwater.runtime.deployment.<name>``: None outside a run of a deployment."""
+    facts = deployment_context.get()
     if name == "parameters":
-        return {}
+        return {} if facts is None else dict(facts.parameters)
     if name in DEPLOYMENT_FACTS:
-        return None
+        if facts is None:
+            return None
+        value = getattr(facts, name)
+        return str(value) if name in ("id", "flow_run_id") else value
     raise AttributeError(f"headwater.runtime.deployment has no attribute {name!r}")
 
 

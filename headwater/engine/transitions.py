@@ -100,6 +100,7 @@ class RunIdentity:
         "tags",
         "flow_version",
         "parameters",
+        "deployment",
         "_resource_id",
         "_id_text",
         "_related",
@@ -123,6 +124,7 @@ class RunIdentity:
         tags: tuple[str, ...] = (),
         flow_version: str | None = None,
         parameters: dict[str, Any] | None = None,
+        deployment: tuple[uuid.UUID, str] | None = None,
     ) -> None:
         self.kind = kind
         self.id = id
@@ -136,6 +138,7 @@ class RunIdentity:
         self.tags = tags
         self.flow_version = flow_version
         self.parameters = parameters
+        self.deployment = deployment  # (id, "flow/deployment") of a deployment's run
         # built on first use, on the consumer side: none of this is per-task-path work
         self._resource_id: str | None = None
         self._id_text: str | None = None
@@ -187,6 +190,14 @@ class RunIdentity:
                     RESOURCE_NAME: self.task_name or "",
                 }
             )
+        if self.deployment is not None:
+            related.append(
+                {
+                    RESOURCE_ID: f"headwater.deployment.{self.deployment[0]}",
+                    RESOURCE_ROLE: "deployment",
+                    RESOURCE_NAME: self.deployment[1],
+                }
+            )
         if self.parent_flow_run_id is not None:
             related.append(
                 {
@@ -235,7 +246,7 @@ class RunIdentity:
     def summary(self) -> dict[str, Any]:
         """The ``flow_run`` / ``task_run`` part of the payload (without ``run_count``)."""
         if self.kind == "flow-run":
-            return {
+            summary = {
                 "id": self.id_text,
                 "name": self.name,
                 "flow_name": self.flow_name,
@@ -246,6 +257,9 @@ class RunIdentity:
                 "pid": _PID,
                 "hostname": _HOSTNAME,
             }
+            if self.deployment is not None:
+                summary["deployment_id"] = str(self.deployment[0])
+            return summary
         return {
             "id": self.id_text,
             "name": self.name,

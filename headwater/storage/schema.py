@@ -341,6 +341,46 @@ _WEBHOOK_ACCESS = Migration(
     ),
 )
 
+_DEPLOYMENTS = Migration(
+    11,
+    "deployments, and what flow runs need to be scheduled, claimed and launched",
+    (
+        # definition: the whole deployment as JSON (headwater.deployments.model); the
+        # columns are what lookups and the scheduler filter on.
+        """
+        CREATE TABLE deployments (
+            id TEXT PRIMARY KEY NOT NULL,
+            flow_name TEXT NOT NULL,
+            name TEXT NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            definition TEXT NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            UNIQUE (flow_name, name)
+        )
+        """,
+        # A run of a deployment is inserted Scheduled before any event exists (the insert is
+        # what makes its idempotency key unique); the events then fold into the same row.
+        # expected_start_time: when it is due; schedule_key: the schedule that made it
+        # (NULL for a requested run); launcher: who claimed it (Scheduled → Pending).
+        "ALTER TABLE flow_runs ADD COLUMN deployment_id TEXT",
+        "ALTER TABLE flow_runs ADD COLUMN idempotency_key TEXT",
+        "ALTER TABLE flow_runs ADD COLUMN expected_start_time TEXT",
+        "ALTER TABLE flow_runs ADD COLUMN schedule_key TEXT",
+        "ALTER TABLE flow_runs ADD COLUMN launcher TEXT",
+        "ALTER TABLE flow_runs ADD COLUMN parent_task_run_id TEXT",
+        "CREATE UNIQUE INDEX ux_flow_runs_idempotency ON flow_runs (flow_name, idempotency_key)"
+        " WHERE idempotency_key IS NOT NULL",
+        # What the scheduler counts and launchers take: the waiting runs of a deployment.
+        "CREATE INDEX ix_flow_runs_waiting ON flow_runs (deployment_id, expected_start_time)"
+        " WHERE state_type = 'SCHEDULED'",
+        "CREATE INDEX ix_flow_runs_deployment ON flow_runs (deployment_id, created)"
+        " WHERE deployment_id IS NOT NULL",
+        "CREATE INDEX ix_flow_runs_launcher ON flow_runs (launcher)"
+        " WHERE launcher IS NOT NULL AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _RUNS,
     _EVENTS,
@@ -352,6 +392,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _CONCURRENCY,
     _ARTIFACTS,
     _WEBHOOK_ACCESS,
+    _DEPLOYMENTS,
 )
 """Every migration, in order; ``MIGRATIONS[i].version == i + 1``."""
 

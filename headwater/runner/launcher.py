@@ -1,0 +1,379 @@
+"""The runner: the scheduler and the launcher of one serve process.
+
+It holds the deployments this process serves and does three things for them, on the
+service loop (:mod:`headwater.lifecycle`):
+
+- **schedules**: keeps each active schedule's next runs waiting (Prefect's scheduler
+  rules; :func:`~headwater.deployments.runs.schedule_runs`), at start, when a deployment
+  is added, and every ``scheduler_loop_seconds``; marks runs Late;
+- **launches**: claims due runs (Scheduled → Pending, at most once across processes) and
+  starts each in its own subprocess (``python -m headwater.runner.child``), up to
+  ``limit`` at once; a run beyond the limit waits, Scheduled, and starts when a slot frees;
+- **watches**: a run asked to cancel (Cancelling) gets its process stopped (``cancel`` on
+  its stdin, SIGTERM, then SIGKILL after ``runner_cancel_grace``) and ends Cancelled; a
+  process that exits without a final state ends Crashed with its exit status.
+
+Pick-up is pushed: the runner wakes when the database changes (``PRAGMA data_version``
+on a connection of its own, checked every :data:`WATCH_INTERVAL`; no query runs unless
+another connection committed), at the moment the next waiting run is due, and when a
+child exits. ``runner_poll_frequency`` is only a safety net.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+import uuid
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+
+from headwater.deployments import runs
+from headwater.deployments.model import DeploymentDefinition
+from headwater.deployments.store import set_paused
+from headwater.engine.states import StateType
+from headwater.ids import new_uuid
+from headwater.runner.child import ORDER_VARIABLE, ChildOrder
+from headwater.settings import Settings
+from headwater.storage.sqlite import database_path
+
+__all__ = ["Runner", "WATCH_INTERVAL"]
+
+logger = logging.getLogger("headwater.runner")
+
+WATCH_INTERVAL = 0.02
+"""Seconds between checks of the database's data version (a read of shared memory)."""
+_UTC = datetime.timezone.utc
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(_UTC)
+
+
+def _exit_explanation(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"Flow run process was killed by {name} (exit status {code})"
+    if code == 0:
+        return "Flow run process exited (status 0) without reporting a final state"
+    return f"Flow run process exited with status {code} without reporting a final state"
+
+
+class _Child:
+    __slots__ = ("process", "run_id", "deployment", "stopping", "started")
+
+    def __init__(
+        self, process: anyio.abc.Process, run_id: uuid.UUID, deployment: DeploymentDefinition
+    ) -> None:
+        self.process = process
+        self.run_id = run_id
+        self.deployment = deployment
+        self.stopping: str | None = None  # why its process is being stopped
+        self.started = time.monotonic()
+
+
+class Runner:
+    """The scheduler and launcher of this process (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_uuid()}"
+        self.limit: int | None = settings.runner_process_limit or None
+        self.pause_on_shutdown = True
+        self._deployments: dict[str, DeploymentDefinition] = {}
+        self._children: dict[uuid.UUID, _Child] = {}
+        self._wake = anyio.Event()
+        self._schedule_now = True
+        self._closing = False
+        self._closed = anyio.Event()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._loop: Any = None
+        self.launched = 0
+
+    # -- called from other threads ----------------------------------------------------------
+    def add(self, deployments: list[DeploymentDefinition]) -> None:
+        """Serve these deployments too (thread-safe)."""
+        self._call(self._add, list(deployments))
+
+    def configure(self, *, limit: int | None, pause_on_shutdown: bool) -> None:
+        self._call(self._configure, limit, pause_on_shutdown)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        from headwater.events.service import get_service_loop
+
+        get_service_loop().call_soon(fn, *args)
+
+    def _add(self, deployments: list[DeploymentDefinition]) -> None:
+        for deployment in deployments:
+            self._deployments[str(deployment.id)] = deployment
+        self._schedule_now = True
+        self._wake.set()
+
+    def _configure(self, limit: int | None, pause_on_shutdown: bool) -> None:
+        self.limit = limit
+        self.pause_on_shutdown = pause_on_shutdown
+        self._wake.set()
+
+    @property
+    def deployments(self) -> list[DeploymentDefinition]:
+        return list(self._deployments.values())
+
+    @property
+    def running(self) -> int:
+        return len(self._children)
+
+    # -- the service --------------------------------------------------------------------------
+    async def serve(self) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                group.start_soon(self._watch_database)
+                await self._main()
+                group.cancel_scope.cancel()
+        finally:
+            self._closed.set()
+
+    async def aclose(self, timeout: float) -> None:
+        """Stop: end the children (SIGTERM, then SIGKILL), pause deployments if asked."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self._wake.set()
+        with anyio.move_on_after(timeout):
+            await self._closed.wait()
+
+    async def _main(self) -> None:
+        settings = self.settings
+        next_schedule = 0.0
+        next_late = 0.0
+        while not self._closing:
+            now_mono = time.monotonic()
+            try:
+                if self._schedule_now or now_mono >= next_schedule:
+                    self._schedule_now = False
+                    await anyio.to_thread.run_sync(self._schedule)
+                    next_schedule = now_mono + settings.scheduler_loop_seconds
+                if now_mono >= next_late:
+                    await anyio.to_thread.run_sync(self._mark_late)
+                    next_late = now_mono + min(5.0, settings.late_runs_after_seconds)
+                due = await self._next_due()
+                if due is not None and due <= _now() and not self._at_capacity():
+                    await self._launch_due()
+                    due = await self._next_due()
+                if self._children:
+                    await self._stop_cancelled()
+            except Exception:
+                logger.exception("runner: a scheduling or launching step failed; retrying")
+                due = None
+            wait = min(settings.runner_poll_frequency, next_schedule - time.monotonic())
+            wait = min(wait, next_late - time.monotonic())
+            if due is not None and not self._at_capacity():
+                wait = min(wait, (due - _now()).total_seconds())
+            self._wake = anyio.Event()
+            with anyio.move_on_after(max(wait, 0.0)):
+                await self._wake.wait()
+        await self._shutdown()
+
+    async def _next_due(self) -> datetime.datetime | None:
+        if not self._deployments:
+            return None
+        return await anyio.to_thread.run_sync(runs.next_due, list(self._deployments))
+
+    def _at_capacity(self) -> bool:
+        return self.limit is not None and len(self._children) >= self.limit
+
+    def _schedule(self) -> None:
+        settings = self.settings
+        policy = runs.SchedulingPolicy(
+            min_runs=settings.scheduler_min_runs,
+            max_runs=settings.scheduler_max_runs,
+            min_scheduled_time=settings.scheduler_min_scheduled_time,
+            max_scheduled_time=settings.scheduler_max_scheduled_time,
+        )
+        made = runs.schedule_runs(self._deployments.values(), _now(), policy)
+        if made:
+            logger.debug("scheduled %d run(s)", made)
+
+    def _mark_late(self) -> None:
+        runs.mark_late(
+            dict(self._deployments),
+            _now(),
+            datetime.timedelta(seconds=self.settings.late_runs_after_seconds),
+        )
+
+    async def _launch_due(self) -> None:
+        if self._closing or not self._deployments:
+            return
+        capacity = 1_000_000 if self.limit is None else self.limit - len(self._children)
+        if capacity <= 0:
+            return
+        claims = await anyio.to_thread.run_sync(
+            runs.claim_due, dict(self._deployments), _now(), self.id, capacity
+        )
+        for claim in claims:
+            await self._start_child(claim)
+
+    async def _start_child(self, claim: runs.Claim) -> None:
+        deployment = claim.deployment
+        order = ChildOrder(
+            entrypoint=deployment.entrypoint, path=deployment.path, adoption=claim.adoption
+        )
+        env = dict(os.environ)
+        env[ORDER_VARIABLE] = msgspec.json.encode(order).decode()
+        run_id = claim.adoption.flow_run_id
+        try:
+            process = await anyio.open_process(
+                [sys.executable, "-m", "headwater.runner.child"],
+                stdin=-1,  # subprocess.PIPE: where a cancel request is written
+                stdout=None,
+                stderr=None,
+                env=env,
+                cwd=deployment.path or None,
+            )
+        except OSError as exc:
+            await anyio.to_thread.run_sync(
+                runs.end_run,
+                run_id,
+                StateType.CRASHED,
+                "Crashed",
+                f"Could not start the flow run's process: {exc}",
+            )
+            return
+        child = _Child(process, run_id, deployment)
+        self._children[run_id] = child
+        self.launched += 1
+        logger.info(
+            "started flow run %s of %s in process %d", run_id, deployment.full_name, process.pid
+        )
+        assert self._group is not None
+        self._group.start_soon(self._wait_child, child)
+
+    async def _wait_child(self, child: _Child) -> None:
+        code = await child.process.wait()
+        if child.process.stdin is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await child.process.stdin.aclose()
+                except (OSError, anyio.BrokenResourceError):
+                    pass
+        try:
+            with anyio.CancelScope(shield=True):
+                run = await anyio.to_thread.run_sync(runs.read_run, child.run_id)
+                if run is not None and run.state_type is StateType.PAUSED:
+                    pass  # suspended: it waits for resume_run, then starts anew
+                elif run is not None and not run.is_final:
+                    if child.stopping is not None and run.state_type is StateType.CANCELLING:
+                        await anyio.to_thread.run_sync(
+                            runs.end_run,
+                            child.run_id,
+                            StateType.CANCELLED,
+                            "Cancelled",
+                            child.stopping,
+                        )
+                    else:
+                        await anyio.to_thread.run_sync(
+                            runs.end_run,
+                            child.run_id,
+                            StateType.CRASHED,
+                            "Crashed",
+                            _exit_explanation(code),
+                        )
+        except Exception:
+            logger.exception("runner: could not record the end of flow run %s", child.run_id)
+        finally:
+            self._children.pop(child.run_id, None)
+            self._wake.set()  # a slot is free
+
+    async def _stop_cancelled(self) -> None:
+        cancelling = await anyio.to_thread.run_sync(runs.runs_to_stop, self.id)
+        for run in cancelling:
+            child = self._children.get(run.id)
+            if child is not None and child.stopping is None:
+                verb = "suspend" if run.state_type is StateType.PAUSED else "cancel"
+                message = run.state_message or "Cancelled on request"
+                assert self._group is not None
+                self._group.start_soon(self._stop_child, child, verb, message)
+
+    async def _stop_child(self, child: _Child, verb: str, message: str) -> None:
+        """``cancel``/``suspend`` on stdin and SIGTERM; SIGKILL once the grace is over."""
+        child.stopping = message
+        process = child.process
+        if process.returncode is not None:
+            return
+        if process.stdin is not None:
+            try:
+                line = message.replace("\n", " ")
+                await process.stdin.send(f"{verb} {line}\n".encode())
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+        try:
+            process.terminate()
+        except ProcessLookupError:
+            return
+        with anyio.move_on_after(self.settings.runner_cancel_grace):
+            await process.wait()
+        if process.returncode is None:
+            logger.warning(
+                "flow run %s did not stop within %.0f s of SIGTERM; killing it",
+                child.run_id,
+                self.settings.runner_cancel_grace,
+            )
+            try:
+                process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def _shutdown(self) -> None:
+        children = list(self._children.values())
+        for child in children:
+            if child.process.returncode is None:
+                try:
+                    child.process.terminate()  # the run ends Crashed: serve is stopping
+                except ProcessLookupError:
+                    pass
+        with anyio.move_on_after(self.settings.runner_cancel_grace):
+            while self._children:
+                await anyio.sleep(0.02)
+        for child in list(self._children.values()):
+            try:
+                child.process.kill()
+            except ProcessLookupError:
+                pass
+        with anyio.move_on_after(5.0):
+            while self._children:
+                await anyio.sleep(0.02)
+        if self.pause_on_shutdown:
+            for deployment in list(self._deployments.values()):
+                try:
+                    await anyio.to_thread.run_sync(set_paused, deployment.id, True)
+                except Exception as exc:
+                    logger.warning("could not pause %s at shutdown: %s", deployment.full_name, exc)
+
+    async def _watch_database(self) -> None:
+        """Wake the main loop when another connection commits to the database."""
+        path = database_path(self.settings)
+        connection = await anyio.to_thread.run_sync(
+            lambda: sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        )
+        try:
+            last = connection.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                await anyio.sleep(WATCH_INTERVAL)
+                version = connection.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self._wake.set()
+        finally:
+            connection.close()
