@@ -29,7 +29,9 @@ LAYERS: list[set[str]] = [
     {"engine", "lifecycle", "notifications"},
     {"storage"},
     {"blocks", "artifacts", "concurrency", "client"},
+    {"deployments"},
     {"automations"},
+    {"runner"},
     {"server"},
     {"headwater"},  # headwater/__init__.py: the public API, and the wiring of the layers
     {"cli"},
@@ -62,6 +64,8 @@ FACES = {
     "headwater.blocks.notifications",
     "headwater.concurrency.sync",
     "headwater.concurrency.asyncio",
+    "headwater.deployments",
+    "headwater.schedules",
 }
 """Prefect's import paths whose implementation lives elsewhere (README, migration table)."""
 
@@ -73,6 +77,8 @@ PURE = {
     "headwater.automations.model",
     "headwater.automations.templates",
     "headwater.automations.triggers",
+    "headwater.deployments.model",
+    "headwater.deployments.schedules",
     "headwater.engine.retries",
 }
 """Decision code: plain functions of their inputs (STYLE.md rule 3)."""

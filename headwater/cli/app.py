@@ -24,6 +24,7 @@ from headwater.cli.concurrency_limits import concurrency_limit
 from headwater.cli.config import config
 from headwater.cli.db import db
 from headwater.cli.demo import demo
+from headwater.cli.deployments import deployment, flow
 from headwater.cli.errors import exit_code_for, message_for
 from headwater.cli.events import events
 from headwater.cli.flow_runs import flow_run
@@ -79,6 +80,8 @@ def cli() -> None:
 
 
 cli.add_command(flow_run)
+cli.add_command(flow)
+cli.add_command(deployment)
 cli.add_command(automation)
 cli.add_command(task_run)
 cli.add_command(events)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from headwater.cli.errors import CliError
 from headwater.cli.history import with_history
 from headwater.cli.output import (
     console,
@@ -167,3 +168,25 @@ def logs(flow_run_id: str, level: str | None, limit: int, output: str) -> None:
         print_json_lines(entries)
     else:
         print_logs(entries)
+
+
+@flow_run.command("cancel")
+@click.argument("flow_run_id", metavar="ID")
+def cancel(flow_run_id: str) -> None:
+    """Cancel a flow run. ID may be a prefix.
+
+    A waiting run (Scheduled, Late, Suspended) ends Cancelled at once; a running run of a
+    deployment goes Cancelling, and the serve process that launched it stops its process.
+    """
+    import uuid
+
+    from headwater.deployments.runs import request_cancellation
+
+    async def query(history: History) -> uuid.UUID:
+        return await history.resolve("flow-run", flow_run_id)
+
+    run_id = with_history(query)
+    found = request_cancellation(run_id, "Cancelled from the command line")
+    if found is None:
+        raise CliError(f"flow run {run_id} has already ended; nothing to cancel")
+    click.echo(f"Cancelling flow run {found.name!r} ({run_id}), which was {found.state_name}.")

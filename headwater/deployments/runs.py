@@ -30,7 +30,7 @@ from headwater.deployments.schedules import run_times, schedule_key
 from headwater.engine.adoption import Adoption, DeploymentFacts
 from headwater.engine.naming import generate_slug
 from headwater.engine.startup import ensure_started
-from headwater.engine.states import StateType
+from headwater.engine.states import State, StateType
 from headwater.engine.transitions import RunIdentity, TransitionRecord
 from headwater.events.bus import get_bus
 from headwater.exceptions import DeploymentNotFound, DeploymentValidationError
@@ -87,6 +87,17 @@ class RunRow(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None
     launcher: str | None
     parent_flow_run_id: uuid.UUID | None
+
+    @property
+    def state(self) -> State[Any]:
+        """The current state, as a :class:`~headwater.engine.states.State` (no result)."""
+        return State(
+            type=self.state_type,
+            name=self.state_name,
+            message=self.state_message,
+            id=self.state_id,
+            timestamp=self.state_timestamp,
+        )
 
     @property
     def is_final(self) -> bool:

@@ -18,6 +18,7 @@ import anyio
 
 from headwater import lifecycle
 from headwater.deployments.model import DeploymentDefinition
+from headwater.engine.control import TerminationSignal
 from headwater.engine.startup import ensure_started
 from headwater.lifecycle import ServiceSpec
 from headwater.runner.deployment import RunnerDeployment
@@ -37,14 +38,43 @@ async def _open(settings: Settings, explicit: bool) -> Runner:
     return Runner(settings)
 
 
+def _on_sigterm(runner: Runner) -> None:
+    # SIGTERM while serve() does not hold the main thread (aserve, an embedding app): stop
+    # the runs' processes and pause here, then make the resulting states durable.
+    from headwater.events.bus import get_bus
+    from headwater.events.service import get_service_loop
+
+    grace = runner.settings.runner_cancel_grace
+    service = get_service_loop()
+    if service.thread is not None:
+        try:
+            service.run_coroutine(runner.aclose(grace + 10.0), timeout=grace + 15.0)
+        except (TimeoutError, RuntimeError) as exc:
+            logger.warning("the runner did not stop cleanly on SIGTERM: %s", exc)
+    get_bus().flush(timeout=10.0)
+
+
 RUNNER: ServiceSpec[Runner] = ServiceSpec(
     name="runner",
     key=_key,
     open=_open,
+    on_sigterm=_on_sigterm,
     stops_before=("automations", "persistence", "forwarder"),
     logger=logger,
 )
 """The scheduler and launcher of this process's served deployments."""
+
+
+_serving_in_main_thread = False
+
+
+def _stop_serving() -> None:
+    """SIGTERM while serve() blocks the main thread: return from serve() as from Ctrl-C."""
+    if _serving_in_main_thread:
+        raise TerminationSignal()
+
+
+lifecycle.register_termination_hook(_stop_serving)
 
 
 def get_runner() -> Runner | None:
@@ -115,14 +145,19 @@ def serve(
     start_runner(stored, limit=limit, pause_on_shutdown=pause_on_shutdown)
     if print_starting_message:
         _starting_message(stored)
+    global _serving_in_main_thread
     stopped = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
     try:
+        _serving_in_main_thread = in_main
         while not stopped.wait(0.5):
             if get_runner() is None:
-                break  # stopped by SIGTERM or by stop_runner() elsewhere
-    except KeyboardInterrupt:
-        logger.info("serve: interrupted, stopping")
+                break  # stopped by stop_runner() elsewhere
+    except (KeyboardInterrupt, TerminationSignal) as exc:
+        reason = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        logger.info("serve: %s, stopping", reason)
     finally:
+        _serving_in_main_thread = False
         stop_runner()
 
 
