@@ -291,7 +291,7 @@ async def _cancel_flow_run(context: ActionContext) -> dict[str, Any]:
     # not running in this process: record the request; the run's launcher stops it
     found = await anyio.to_thread.run_sync(runs.request_cancellation, flow_run_id, message)
     if found is None:
-        raise ActionFailed(f"flow run {flow_run_id} is not running here and has no launcher")
+        raise ActionFailed(f"flow run {flow_run_id} is not running: it has ended or is unknown")
     return {"flow_run_id": str(flow_run_id)}
 
 

@@ -535,7 +535,7 @@ def _waiting_by_schedule(
             "SELECT deployment_id, schedule_key, count(*), max(expected_start_time)"
             f" FROM flow_runs WHERE deployment_id IN ({marks}) AND state_type = 'SCHEDULED'"
             " AND state_name = 'Scheduled' AND schedule_key IS NOT NULL"
-            " AND expected_start_time > ? GROUP BY deployment_id, schedule_key",
+            " AND expected_start_time >= ? GROUP BY deployment_id, schedule_key",
             (*chunk, format_timestamp(now)),
         ).fetchall()
         for deployment_id, key, count, latest in rows:

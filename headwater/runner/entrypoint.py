@@ -40,20 +40,20 @@ def entrypoint_of(flow: Flow[..., Any]) -> tuple[str, str]:
     module = sys.modules.get(fn.__module__)
     attribute = _attribute_name(module, flow, fn.__name__)
     source = getattr(module, "__file__", None)
-    if fn.__module__ == "__main__" or module is None or getattr(module, "__spec__", None) is None:
-        if source is None:
-            raise DeploymentValidationError(
-                f"flow {flow.name!r} comes from an interactive session; put it in a file"
-                " to serve or deploy it"
-            )
-        path = Path(source).resolve()
-        working = Path.cwd()
-        try:
-            relative = path.relative_to(working)
-            return f"{relative.as_posix()}:{attribute}", str(working)
-        except ValueError:
-            return f"{path.as_posix()}:{attribute}", str(path.parent)
-    return f"{fn.__module__}:{attribute}", os.getcwd()
+    working = Path.cwd()
+    if "." in fn.__module__ and module is not None and getattr(module, "__spec__", None):
+        # a module of a package: loaded by its module path, so its relative imports work
+        return f"{fn.__module__}:{attribute}", str(working)
+    if source is None:
+        raise DeploymentValidationError(
+            f"flow {flow.name!r} comes from an interactive session; put it in a file"
+            " to serve or deploy it"
+        )
+    path = Path(source).resolve()
+    try:
+        return f"{path.relative_to(working).as_posix()}:{attribute}", str(working)
+    except ValueError:
+        return f"{path.as_posix()}:{attribute}", str(working)
 
 
 def _attribute_name(module: Any, flow: Flow[..., Any], default: str) -> str:

@@ -29,7 +29,7 @@ def test_cancel_flow_run_cancels_the_live_run(home: Path, events: EventLog) -> N
     assert wait_until(lambda: any(e.event.endswith("action.executed") for e in events))
 
 
-def test_suspend_needs_a_deployment_and_unknown_runs_are_not_cancelled(
+def test_suspend_needs_a_deployment_and_ended_runs_are_not_cancelled(
     home: Path, events: EventLog
 ) -> None:
     Automation(
@@ -45,5 +45,5 @@ def test_suspend_needs_a_deployment_and_unknown_runs_are_not_cancelled(
     assert quick() == 1
     assert wait_until(lambda: len([e for e in events if e.event.endswith("action.failed")]) == 2)
     reasons = sorted(e.payload["reason"] for e in events if e.event.endswith("action.failed"))
-    assert "needs a deployment" in reasons[0]
-    assert reasons[1].endswith("is not running in this process")
+    assert "is not a run of a deployment" in reasons[0]
+    assert reasons[1].endswith("is not running: it has ended or is unknown")
