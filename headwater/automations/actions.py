@@ -339,7 +339,7 @@ def _typed(rendered: Any, source: Any) -> Any:
     if isinstance(rendered, dict) and isinstance(source, dict):
         return {key: _typed(value, source.get(key)) for key, value in rendered.items()}
     if isinstance(rendered, list) and isinstance(source, list):
-        return [_typed(value, inner) for value, inner in zip(rendered, source)]
+        return [_typed(value, inner) for value, inner in zip(rendered, source, strict=False)]
     if isinstance(rendered, str) and isinstance(source, str):
         text = source.strip()
         if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:

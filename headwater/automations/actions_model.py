@@ -216,9 +216,13 @@ def _strings_in(value: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(value, str):
         return [(path, value)]
     if isinstance(value, dict):
-        return [item for key, inner in value.items() for item in _strings_in(inner, f"{path}.{key}")]
+        return [
+            item for key, inner in value.items() for item in _strings_in(inner, f"{path}.{key}")
+        ]
     if isinstance(value, list):
-        return [item for i, inner in enumerate(value) for item in _strings_in(inner, f"{path}[{i}]")]
+        return [
+            item for i, inner in enumerate(value) for item in _strings_in(inner, f"{path}[{i}]")
+        ]
     return []
 
 

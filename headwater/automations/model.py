@@ -241,8 +241,11 @@ class AutomationDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
             _check_no_run_loop(self)
 
 
-_LOOPING_EVENTS = ("headwater.flow-run.Scheduled", "headwater.flow-run.Pending",
-                   "headwater.flow-run.Running")
+_LOOPING_EVENTS = (
+    "headwater.flow-run.Scheduled",
+    "headwater.flow-run.Pending",
+    "headwater.flow-run.Running",
+)
 
 
 def _check_no_run_loop(automation: AutomationDefinition) -> None:

@@ -212,8 +212,11 @@ def run(
     if watch:
         final = wait_for_run(flow_run.id, watch_timeout)
         if output != "json":
-            click.echo(f"Flow run {final.name!r} ended {final.state_name}" if final.is_final
-                       else f"Flow run {final.name!r} is {final.state_name} (stopped watching)")
+            click.echo(
+                f"Flow run {final.name!r} ended {final.state_name}"
+                if final.is_final
+                else f"Flow run {final.name!r} is {final.state_name} (stopped watching)"
+            )
         else:
             print_json_lines([_run_data(final)])
         sys.exit(0 if final.state_type.value == "COMPLETED" else 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import enum
 import uuid
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
@@ -56,7 +56,7 @@ class ConcurrencyLimitConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=
             )
 
 
-CatchUp = Union[str, datetime.timedelta]
+CatchUp = str | datetime.timedelta
 """What happens to auto-scheduled runs that are already late when a launcher can take them
 (after downtime, say): ``"all"`` runs each, oldest first (Prefect's behaviour); ``"latest"``
 runs only the most recent of a deployment's late runs and skips the others; a duration

@@ -63,7 +63,7 @@ def _start(
             parent.flow_run,
             dict(parameters or {}),
         )
-    run, created = create_run(
+    run, _ = create_run(
         deployment,
         parameters=parameters,
         scheduled_time=scheduled_time,
@@ -100,6 +100,7 @@ def wait_for_run(flow_run_id: uuid.UUID, timeout: float | None = None) -> RunRow
     connection = sqlite3.connect(str(database_path(get_settings())), isolation_level=None)
     try:
         version = None
+        run: RunRow | None = None
         while True:
             current = connection.execute("PRAGMA data_version").fetchone()[0]
             if current != version:
@@ -109,7 +110,7 @@ def wait_for_run(flow_run_id: uuid.UUID, timeout: float | None = None) -> RunRow
                     raise DeploymentValidationError(f"flow run {flow_run_id} was deleted")
                 if run.is_final:
                     return run
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline and run is not None:
                 return run
             time.sleep(WATCH_INTERVAL)
     finally:
@@ -175,7 +176,7 @@ async def arun_deployment(
     parameters: dict[str, Any] | None = None,
     scheduled_time: datetime.datetime | None = None,
     flow_run_name: str | None = None,
-    timeout: float | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - Prefect's signature
     poll_interval: float | None = None,
     tags: Iterable[str] | None = None,
     idempotency_key: str | None = None,
@@ -201,12 +202,12 @@ async def arun_deployment(
     return run
 
 
-async def _await_run(run: RunRow, timeout: float | None) -> RunRow:
+async def _await_run(run: RunRow, wait: float | None) -> RunRow:
     connection = sqlite3.connect(
         str(database_path(get_settings())), isolation_level=None, check_same_thread=False
     )
     try:
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(wait):
             version = connection.execute("PRAGMA data_version").fetchone()[0]
             while True:
                 found = await anyio.to_thread.run_sync(read_run, run.id)
@@ -215,7 +216,8 @@ async def _await_run(run: RunRow, timeout: float | None) -> RunRow:
                 run = found
                 if run.is_final:
                     return run
-                while connection.execute("PRAGMA data_version").fetchone()[0] == version:
+                # no event exists for another process's commit: data_version is the signal
+                while connection.execute("PRAGMA data_version").fetchone()[0] == version:  # noqa: ASYNC110
                     await anyio.sleep(WATCH_INTERVAL)
                 version = connection.execute("PRAGMA data_version").fetchone()[0]
         return run

@@ -268,9 +268,7 @@ def validate_parameters(deployment: DeploymentDefinition, parameters: dict[str, 
         where = ".".join(str(part) for part in error.path)
         if error.validator == "additionalProperties":
             extra = sorted(set(parameters) - set(known))
-            problems.append(
-                f"unknown parameter(s) {extra}; {deployment.flow_name!r} takes {known}"
-            )
+            problems.append(f"unknown parameter(s) {extra}; {deployment.flow_name!r} takes {known}")
         elif error.validator == "required":
             problems.append(f"missing required parameter: {error.message.split()[0]}")
         else:
@@ -305,7 +303,8 @@ def _insert(
         " parent_flow_run_id, state_id, state_type, state_name, state_message,"
         " state_timestamp, run_count, parameters, tags, heartbeat, created, deployment_id,"
         " idempotency_key, expected_start_time, schedule_key, parent_task_run_id)"
-        " VALUES (?, ?, ?, NULL, ?, ?, 'SCHEDULED', 'Scheduled', ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, NULL, ?, ?, 'SCHEDULED', 'Scheduled', ?, ?, 0,"
+        " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             str(run_id),
             name,
@@ -472,10 +471,11 @@ def _scheduled_key(deployment: DeploymentDefinition, key: str, moment: datetime.
 def schedule_runs(
     deployments: Iterable[DeploymentDefinition],
     now: datetime.datetime,
-    policy: SchedulingPolicy = SchedulingPolicy(),
+    policy: SchedulingPolicy | None = None,
 ) -> int:
     """Top up the waiting auto-scheduled runs of each active schedule; returns how many
     runs were made. Paused deployments and inactive schedules get none."""
+    policy = policy or SchedulingPolicy()
     wanted = [d for d in deployments if not d.paused and any(s.is_active for s in d.schedules)]
     if not wanted:
         return 0
@@ -590,9 +590,14 @@ def mark_late(
             for values in rows:
                 run = _row(values)
                 change = _set_state(
-                    connection, run, deployments[str(run.deployment_id)].full_name,
-                    StateType.FAILED, "Failed", "The flow was paused and never resumed.",
-                    expect=(StateType.PAUSED,), now=now,
+                    connection,
+                    run,
+                    deployments[str(run.deployment_id)].full_name,
+                    StateType.FAILED,
+                    "Failed",
+                    "The flow was paused and never resumed.",
+                    expect=(StateType.PAUSED,),
+                    now=now,
                 )
                 if change is not None:
                     changes.append(change)
@@ -634,10 +639,14 @@ def _skipped_by_catchup(
     if policy == "all" or not automatic:
         return [], ""
     if policy == "latest":
-        return automatic[:-1], "Skipped: a later scheduled run of this deployment is due (catch-up 'latest')"
+        return automatic[
+            :-1
+        ], "Skipped: a later scheduled run of this deployment is due (catch-up 'latest')"
     after = deployment.catchup_after or datetime.timedelta(0)
     late = [
-        run for run in automatic if run.expected_start_time and run.expected_start_time < now - after
+        run
+        for run in automatic
+        if run.expected_start_time and run.expected_start_time < now - after
     ]
     return late, f"Skipped: more than {after.total_seconds():g} s late (catch-up policy)"
 
@@ -685,13 +694,21 @@ def claim_due(
             skip, reason = _skipped_by_catchup(deployment, runs, now)
             for run in skip:
                 change = _set_state(
-                    connection, run, deployment.full_name, StateType.CANCELLED, "Cancelled",
-                    reason, expect=(StateType.SCHEDULED,), now=now,
+                    connection,
+                    run,
+                    deployment.full_name,
+                    StateType.CANCELLED,
+                    "Cancelled",
+                    reason,
+                    expect=(StateType.SCHEDULED,),
+                    now=now,
                 )
                 if change is not None:
                     changes.append(change)
                     skipped.add(run.id)
-        limited = [d for d, dep in deployments.items() if dep.concurrency_limit and d in by_deployment]
+        limited = [
+            d for d, dep in deployments.items() if dep.concurrency_limit and d in by_deployment
+        ]
         active = _active_counts(connection, limited) if limited else {}
         for run in due:
             if run.id in skipped:
@@ -701,15 +718,25 @@ def claim_due(
             if limit is not None and active.get(str(deployment.id), 0) >= limit.limit:
                 if limit.collision_strategy is CollisionStrategy.CANCEL_NEW:
                     change = _set_state(
-                        connection, run, deployment.full_name, StateType.CANCELLED, "Cancelled",
-                        "Deployment concurrency limit reached.", expect=(StateType.SCHEDULED,),
+                        connection,
+                        run,
+                        deployment.full_name,
+                        StateType.CANCELLED,
+                        "Cancelled",
+                        "Deployment concurrency limit reached.",
+                        expect=(StateType.SCHEDULED,),
                         now=now,
                     )
                 elif run.state_name != "AwaitingConcurrencySlot":
                     change = _set_state(
-                        connection, run, deployment.full_name, StateType.SCHEDULED,
-                        "AwaitingConcurrencySlot", "Deployment concurrency limit reached.",
-                        expect=(StateType.SCHEDULED,), now=now,
+                        connection,
+                        run,
+                        deployment.full_name,
+                        StateType.SCHEDULED,
+                        "AwaitingConcurrencySlot",
+                        "Deployment concurrency limit reached.",
+                        expect=(StateType.SCHEDULED,),
+                        now=now,
                     )
                 else:
                     change = None
@@ -719,8 +746,15 @@ def claim_due(
             if len(claims) >= capacity:
                 continue
             change = _set_state(
-                connection, run, deployment.full_name, StateType.PENDING, "Pending", None,
-                expect=(StateType.SCHEDULED,), launcher=launcher, now=now,
+                connection,
+                run,
+                deployment.full_name,
+                StateType.PENDING,
+                "Pending",
+                None,
+                expect=(StateType.SCHEDULED,),
+                launcher=launcher,
+                now=now,
             )
             if change is None:
                 continue
@@ -738,6 +772,7 @@ def claim_due(
                         state_timestamp=change.timestamp,
                         run_count=run.run_count,
                         scheduled_start_time=run.expected_start_time,
+                        parent_flow_run_id=run.parent_flow_run_id,
                         deployment=DeploymentFacts(
                             id=deployment.id,
                             name=deployment.full_name,
@@ -777,7 +812,8 @@ def runs_to_stop(launcher: str) -> list[RunRow]:
     with get_sync_connection().read() as connection:
         rows = connection.execute(
             f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE launcher = ?"
-            " AND (state_type = 'CANCELLING' OR (state_type = 'PAUSED' AND state_name = 'Suspended'))",
+            " AND (state_type = 'CANCELLING'"
+            " OR (state_type = 'PAUSED' AND state_name = 'Suspended'))",
             (launcher,),
         ).fetchall()
     return [_row(values) for values in rows]
@@ -832,14 +868,23 @@ def suspend_run(flow_run_id: uuid.UUID, message: str, timeout_seconds: float | N
                 " can be suspended"
             )
         change = _set_state(
-            connection, run, _deployment_name(connection, run), StateType.PAUSED, "Suspended",
-            message, expect=(run.state_type,),
+            connection,
+            run,
+            _deployment_name(connection, run),
+            StateType.PAUSED,
+            "Suspended",
+            message,
+            expect=(run.state_type,),
         )
         if change is not None and timeout_seconds is not None:
             connection.execute(
                 "UPDATE flow_runs SET expected_start_time = ? WHERE id = ?",
-                (format_timestamp(change.timestamp + datetime.timedelta(seconds=timeout_seconds)),
-                 str(run.id)),
+                (
+                    format_timestamp(
+                        change.timestamp + datetime.timedelta(seconds=timeout_seconds)
+                    ),
+                    str(run.id),
+                ),
             )
     if change is None:
         raise DeploymentValidationError(f"flow run {flow_run_id} changed meanwhile; try again")
@@ -863,8 +908,13 @@ def resume_run(flow_run_id: uuid.UUID) -> RunRow:
                 " deployment can be resumed this way"
             )
         change = _set_state(
-            connection, run, _deployment_name(connection, run), StateType.SCHEDULED, "Resuming",
-            None, expect=(StateType.PAUSED,),
+            connection,
+            run,
+            _deployment_name(connection, run),
+            StateType.SCHEDULED,
+            "Resuming",
+            None,
+            expect=(StateType.PAUSED,),
         )
         if change is not None:
             connection.execute(

@@ -27,7 +27,7 @@ import hashlib
 import re
 import zoneinfo
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -180,7 +180,7 @@ class RRuleSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
             ) from None
 
 
-ScheduleKind = Union[CronSchedule, IntervalSchedule, RRuleSchedule]
+ScheduleKind = CronSchedule | IntervalSchedule | RRuleSchedule
 
 
 class DeploymentSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -210,7 +210,7 @@ Schedule = DeploymentSchedule
 """Prefect's name (``prefect.schedules.Schedule``)."""
 
 
-def Cron(  # noqa: N802 - Prefect's factory names
+def Cron(
     cron: str,
     /,
     timezone: str | None = None,
@@ -238,7 +238,7 @@ def _duration(value: Any, where: str) -> datetime.timedelta:
     )
 
 
-def Interval(  # noqa: N802 - Prefect's factory names
+def Interval(
     interval: datetime.timedelta | float,
     /,
     anchor_date: datetime.datetime | None = None,
@@ -266,7 +266,7 @@ def Interval(  # noqa: N802 - Prefect's factory names
     )
 
 
-def RRule(  # noqa: N802 - Prefect's factory names
+def RRule(
     rrule: str,
     /,
     timezone: str | None = None,
@@ -339,7 +339,9 @@ def _from_dict(value: dict[str, Any]) -> DeploymentSchedule:
     return Interval(interval, anchor, data.get("timezone"), **common)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(weeks?|w|days?|d|hours?|h|minutes?|mins?|m|seconds?|secs?|s)")
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(weeks?|w|days?|d|hours?|h|minutes?|mins?|m|seconds?|secs?|s)"
+)
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -350,23 +352,21 @@ def parse_duration(text: str, where: str) -> datetime.timedelta:
         if re.fullmatch(r"\d+(\.\d+)?", value):
             return datetime.timedelta(seconds=float(value))
         if re.fullmatch(r"\d+:\d{1,2}:\d{1,2}", value):
-            hours, minutes, seconds = (int(part) for part in value.split(":"))
-            return datetime.timedelta(hours=hours, minutes=minutes, seconds=seconds)
-        iso = re.fullmatch(
-            r"p(?:(\d+)d)?(?:t(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?)?", value
-        )
+            hours, minutes, secs = (int(part) for part in value.split(":"))
+            return datetime.timedelta(hours=hours, minutes=minutes, seconds=secs)
+        iso = re.fullmatch(r"p(?:(\d+)d)?(?:t(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?)?", value)
         if iso and any(iso.groups()):
-            days, hours, minutes, seconds = iso.groups()
+            day_text, hour_text, minute_text, second_text = iso.groups()
             return datetime.timedelta(
-                days=int(days or 0),
-                hours=int(hours or 0),
-                minutes=int(minutes or 0),
-                seconds=float(seconds or 0),
+                days=int(day_text or 0),
+                hours=int(hour_text or 0),
+                minutes=int(minute_text or 0),
+                seconds=float(second_text or 0),
             )
         parts = _DURATION_PART.findall(value)
         if parts and _DURATION_PART.sub("", value).strip(" ,and") == "":
-            seconds = sum(float(number) * _UNITS[unit[0]] for number, unit in parts)
-            return datetime.timedelta(seconds=seconds)
+            total = sum(float(number) * _UNITS[unit[0]] for number, unit in parts)
+            return datetime.timedelta(seconds=total)
     except (ValueError, OverflowError):
         pass
     raise ScheduleValidationError(

@@ -36,6 +36,7 @@ class Adoption(msgspec.Struct, frozen=True, kw_only=True):
         state_id, state_timestamp: its Pending state (the next transition follows it).
         run_count: attempts already made (0 for a fresh run).
         scheduled_start_time: when it was due.
+        parent_flow_run_id: the flow run that asked for it (``run_deployment`` in a flow).
         deployment: the deployment it is a run of.
     """
 
@@ -47,6 +48,7 @@ class Adoption(msgspec.Struct, frozen=True, kw_only=True):
     state_timestamp: datetime.datetime
     run_count: int = 0
     scheduled_start_time: datetime.datetime | None = None
+    parent_flow_run_id: uuid.UUID | None = None
     deployment: DeploymentFacts | None = None
 
 

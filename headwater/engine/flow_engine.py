@@ -100,6 +100,8 @@ class FlowRunEngine:
             claimed.state_details.flow_run_id = adoption.flow_run_id
             self.flow_run.state = claimed
             self.flow_run.run_count = adoption.run_count
+            if adoption.parent_flow_run_id is not None and self.parent is None:
+                self.flow_run.adopt_parent(adoption.parent_flow_run_id)
         self.logger = get_run_logger(self._context(None))
         self.live = control.register(self.flow_run.id)
 

@@ -70,6 +70,11 @@ class FlowRun:
         self.end_time: datetime.datetime | None = None
         self.identity = self._make_identity()
 
+    def adopt_parent(self, parent_flow_run_id: uuid.UUID) -> None:
+        """A run started in another process on behalf of ``parent_flow_run_id``."""
+        self.parent_flow_run_id = self.root_flow_run_id = parent_flow_run_id
+        self.identity = self._make_identity()
+
     def rename(self, name: str) -> None:
         self.name = name
         self.identity = self._make_identity()

@@ -9,6 +9,7 @@ each running it (``run-deployment``, selected); registering again replaces them.
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +19,6 @@ import msgspec
 from headwater.automations.automation import Automation, run_sync
 from headwater.automations.model import AutomationDefinition, parse_automation
 from headwater.automations.store import delete_automation, read_automations
-from headwater.deployments.runs import validate_parameters
 from headwater.deployments.model import (
     CatchUp,
     CollisionStrategy,
@@ -27,6 +27,7 @@ from headwater.deployments.model import (
     catchup_fields,
     check_name,
 )
+from headwater.deployments.runs import validate_parameters
 from headwater.deployments.schedules import (
     Cron,
     DeploymentSchedule,
@@ -95,7 +96,9 @@ class RunnerDeployment:
         return stored
 
     def __repr__(self) -> str:
-        return f"RunnerDeployment(name={self.full_name!r}, entrypoint={self.definition.entrypoint!r})"
+        return (
+            f"RunnerDeployment(name={self.full_name!r}, entrypoint={self.definition.entrypoint!r})"
+        )
 
 
 def _concurrency(value: Any) -> ConcurrencyLimitConfig | None:
@@ -186,8 +189,10 @@ def to_deployment(
         version=version if version is not None else flow.version,
         schedules=built,
         paused=bool(paused),
-        concurrency_limit=_concurrency(concurrency_limit if concurrency_limit is not None else global_limit),
-        catchup=catchup_mode,
+        concurrency_limit=_concurrency(
+            concurrency_limit if concurrency_limit is not None else global_limit
+        ),
+        catchup=catchup_mode,  # type: ignore[arg-type]  # checked by catchup_fields
         catchup_after=catchup_after,
         triggers=[_trigger_json(trigger, name) for trigger in triggers or ()],
     )
@@ -214,14 +219,15 @@ def _deployment_name(name: str | None, flow: Flow[..., Any]) -> str:
 
 def _trigger_json(trigger: Any, deployment_name: str) -> dict[str, Any]:
     """A trigger as the JSON of an automation's trigger (checked now)."""
-    if isinstance(trigger, dict):
-        data = dict(trigger)
-    else:
-        data = msgspec.to_builtins(trigger)
+    data = dict(trigger) if isinstance(trigger, dict) else msgspec.to_builtins(trigger)
     data.setdefault("type", "event")
     try:
         parse_automation(
-            {"name": f"check {deployment_name}", "trigger": data, "actions": [{"type": "do-nothing"}]}
+            {
+                "name": f"check {deployment_name}",
+                "trigger": data,
+                "actions": [{"type": "do-nothing"}],
+            }
         )
     except ValueError as exc:
         raise DeploymentValidationError(f"triggers of {deployment_name}: {exc}") from None
@@ -232,7 +238,8 @@ def _replace_triggers(deployment: DeploymentDefinition) -> None:
     owner = f"headwater.deployment.{deployment.id}"
     existing = [a for a in run_sync(read_automations) if a.owner_resource == owner]
     for automation in existing:
-        run_sync(lambda: delete_automation(automation.id))
+        if automation.id is not None:
+            run_sync(functools.partial(delete_automation, automation.id))
     for index, trigger in enumerate(deployment.triggers):
         definition: AutomationDefinition = parse_automation(
             {
@@ -240,10 +247,13 @@ def _replace_triggers(deployment: DeploymentDefinition) -> None:
                 "description": f"Runs deployment {deployment.full_name}",
                 "trigger": trigger,
                 "actions": [
-                    {"type": "run-deployment", "source": "selected", "deployment_id": str(deployment.id)}
+                    {
+                        "type": "run-deployment",
+                        "source": "selected",
+                        "deployment_id": str(deployment.id),
+                    }
                 ],
                 "owner_resource": owner,
             }
         )
         Automation.from_definition(definition).create()
-

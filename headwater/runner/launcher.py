@@ -71,7 +71,7 @@ def _exit_explanation(code: int) -> str:
 
 
 class _Child:
-    __slots__ = ("process", "run_id", "deployment", "stopping", "started")
+    __slots__ = ("process", "run_id", "deployment", "stopping", "started", "done")
 
     def __init__(
         self, process: anyio.abc.Process, run_id: uuid.UUID, deployment: DeploymentDefinition
@@ -81,6 +81,7 @@ class _Child:
         self.deployment = deployment
         self.stopping: str | None = None  # why its process is being stopped
         self.started = time.monotonic()
+        self.done = anyio.Event()  # its end is recorded
 
 
 class Runner:
@@ -144,15 +145,15 @@ class Runner:
         finally:
             self._closed.set()
 
-    async def aclose(self, timeout: float) -> None:
+    async def aclose(self, grace: float) -> None:
         """Stop: end the children (SIGTERM, then SIGKILL), pause deployments if asked."""
-        if self._closing:
-            await self._closed.wait()
-            return
         self._closing = True
         self._wake.set()
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(grace):
             await self._closed.wait()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
 
     async def _main(self) -> None:
         settings = self.settings
@@ -294,6 +295,7 @@ class Runner:
             logger.exception("runner: could not record the end of flow run %s", child.run_id)
         finally:
             self._children.pop(child.run_id, None)
+            child.done.set()
             self._wake.set()  # a slot is free
 
     async def _stop_cancelled(self) -> None:
@@ -344,16 +346,16 @@ class Runner:
                 except ProcessLookupError:
                     pass
         with anyio.move_on_after(self.settings.runner_cancel_grace):
-            while self._children:
-                await anyio.sleep(0.02)
+            for child in children:
+                await child.done.wait()
         for child in list(self._children.values()):
             try:
                 child.process.kill()
             except ProcessLookupError:
                 pass
         with anyio.move_on_after(5.0):
-            while self._children:
-                await anyio.sleep(0.02)
+            for child in children:
+                await child.done.wait()
         if self.pause_on_shutdown:
             for deployment in list(self._deployments.values()):
                 try:
@@ -369,6 +371,7 @@ class Runner:
         )
         try:
             last = connection.execute("PRAGMA data_version").fetchone()[0]
+            # no event exists for another process's commit: data_version is the signal
             while True:
                 await anyio.sleep(WATCH_INTERVAL)
                 version = connection.execute("PRAGMA data_version").fetchone()[0]

@@ -118,8 +118,7 @@ def _register(deployments: tuple[Any, ...]) -> list[DeploymentDefinition]:
 def _starting_message(stored: list[DeploymentDefinition]) -> None:
     names = "\n".join(f"  headwater deployment run '{d.full_name}'" for d in stored)
     print(
-        f"Serving {len(stored)} deployment(s). To start a run now:\n{names}\n"
-        "Stop with Ctrl-C.",
+        f"Serving {len(stored)} deployment(s). To start a run now:\n{names}\nStop with Ctrl-C.",
         flush=True,
     )
 
@@ -161,6 +160,12 @@ def serve(
         stop_runner()
 
 
+def _wait_closed(runner: Runner) -> None:
+    from headwater.events.service import get_service_loop
+
+    get_service_loop().run_coroutine(runner.wait_closed())
+
+
 async def aserve(
     *deployments: RunnerDeployment,
     limit: int | None = None,
@@ -174,9 +179,10 @@ async def aserve(
     )
     if print_starting_message:
         _starting_message(stored)
+    runner = get_runner()
     try:
-        while get_runner() is not None:
-            await anyio.sleep(0.5)
+        if runner is not None:
+            await anyio.to_thread.run_sync(_wait_closed, runner, abandon_on_cancel=True)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(stop_runner)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import zoneinfo
 
 import pytest
@@ -76,7 +77,7 @@ def test_a_30_minute_interval_stays_30_real_minutes_across_a_change(day: datetim
     schedule = Interval(1800, timezone="Europe/Berlin").schedule
     start, end = _day_window(day)
     times = run_times(schedule, start, end)
-    gaps = {(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])}
+    gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)}
     assert gaps == {1800.0}
     hours = 23 if day == SPRING else 25  # the day's real length
     assert len(times) == hours * 2
@@ -97,7 +98,12 @@ def test_an_interval_without_an_anchor_lands_on_round_times() -> None:
     schedule = Interval(900).schedule
     start = datetime.datetime(2026, 1, 1, 10, 7, 13, tzinfo=UTC)
     times = run_times(schedule, start, start + datetime.timedelta(hours=1))
-    assert [t.strftime("%H:%M:%S") for t in times] == ["10:15:00", "10:30:00", "10:45:00", "11:00:00"]
+    assert [t.strftime("%H:%M:%S") for t in times] == [
+        "10:15:00",
+        "10:30:00",
+        "10:45:00",
+        "11:00:00",
+    ]
 
 
 def test_an_rrule_without_a_dtstart_zone_is_wall_clock_time_in_its_timezone() -> None:
@@ -114,7 +120,10 @@ def test_an_rrule_with_a_utc_dtstart_stays_in_utc() -> None:
     schedule = RRule("DTSTART:20260101T120000Z\nRRULE:FREQ=WEEKLY;BYDAY=MO").schedule
     start = datetime.datetime(2026, 3, 1, tzinfo=UTC)
     times = run_times(schedule, start, start + datetime.timedelta(days=14))
-    assert [t.isoformat() for t in times] == ["2026-03-02T12:00:00+00:00", "2026-03-09T12:00:00+00:00"]
+    assert [t.isoformat() for t in times] == [
+        "2026-03-02T12:00:00+00:00",
+        "2026-03-09T12:00:00+00:00",
+    ]
 
 
 def test_run_times_includes_a_time_exactly_at_the_start_and_excludes_the_end() -> None:
@@ -185,8 +194,15 @@ def test_schedules_from_dicts_as_prefect_and_headwater_yaml_write_them() -> None
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("10m", 600), ("1h 30m", 5400), ("2 days", 172800), ("PT10M", 600),
-     ("01:30:00", 5400), ("5 minutes", 300)],
+    [
+        ("90", 90),
+        ("10m", 600),
+        ("1h 30m", 5400),
+        ("2 days", 172800),
+        ("PT10M", 600),
+        ("01:30:00", 5400),
+        ("5 minutes", 300),
+    ],
 )
 def test_durations_people_type(text: str, seconds: float) -> None:
     assert parse_duration(text, "--start-in").total_seconds() == seconds

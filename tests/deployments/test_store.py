@@ -14,7 +14,6 @@ from served_flows import greet, sleepy
 from headwater.deployments import runs
 from headwater.deployments.schedules import Cron, Interval
 from headwater.deployments.store import (
-    apply_deployment,
     delete_deployment,
     read_deployment,
     read_deployments,
@@ -45,7 +44,9 @@ def _events(home: Path, name: str) -> list[dict]:
     get_bus().flush(timeout=10)
     return [
         msgspec.json.decode(data)
-        for (data,) in _rows(home, "SELECT data FROM events WHERE event = ? ORDER BY occurred", name)
+        for (data,) in _rows(
+            home, "SELECT data FROM events WHERE event = ? ORDER BY occurred", name
+        )
     ]
 
 
@@ -125,9 +126,7 @@ def test_re_registering_or_a_second_scheduler_never_duplicates_runs(home: Path) 
     runs.schedule_runs([deployment], NOW)
     before = _scheduled(home, deployment.id)
     again = greet.to_deployment("d", cron="*/10 * * * *").apply()  # a restarted serve
-    threads = [
-        threading.Thread(target=runs.schedule_runs, args=([again], NOW)) for _ in range(4)
-    ]
+    threads = [threading.Thread(target=runs.schedule_runs, args=([again], NOW)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -135,7 +134,8 @@ def test_re_registering_or_a_second_scheduler_never_duplicates_runs(home: Path) 
     assert _scheduled(home, deployment.id) == before
     keys = [key for _, _, key in before]
     assert len(set(keys)) == len(keys)
-    assert keys[0] == f"scheduled greet/d {again.schedule_by_key().popitem()[0]} 2030-01-01T12:00:00.000000+00:00"
+    key = next(iter(again.schedule_by_key()))
+    assert keys[0] == f"scheduled greet/d {key} 2030-01-01T12:00:00.000000+00:00"
 
 
 def test_editing_a_schedule_replaces_only_future_auto_scheduled_runs(home: Path) -> None:
@@ -157,7 +157,7 @@ def test_pausing_deletes_waiting_auto_scheduled_runs_and_a_redeploy_keeps_it_pau
 ) -> None:
     deployment = greet.to_deployment("d", interval=600).apply()
     runs.schedule_runs([deployment], NOW)
-    manual, _ = runs.create_run(deployment)
+    runs.create_run(deployment)
     paused = set_paused("greet/d", True)
     assert paused.paused
     assert [name for _, name, _ in _scheduled(home, deployment.id)] == ["Scheduled"]  # manual
@@ -249,8 +249,13 @@ def test_a_full_deployment_limit_enqueues_or_cancels_new_runs(home: Path) -> Non
         runs.create_run(deployment, scheduled_time=NOW)
     both = {str(queued.id): queued, str(strict.id): strict}
     assert len(runs.claim_due(both, NOW, "l", 10)) == 2  # one of each
-    names = dict(_rows(home, "SELECT deployment_id || state_name, state_message FROM flow_runs"
-                               " WHERE state_type IN ('SCHEDULED', 'CANCELLED')"))
+    names = dict(
+        _rows(
+            home,
+            "SELECT deployment_id || state_name, state_message FROM flow_runs"
+            " WHERE state_type IN ('SCHEDULED', 'CANCELLED')",
+        )
+    )
     assert names[f"{queued.id}AwaitingConcurrencySlot"] == "Deployment concurrency limit reached."
     assert names[f"{strict.id}Cancelled"] == "Deployment concurrency limit reached."
 
@@ -261,8 +266,11 @@ def test_catch_up_latest_runs_only_the_newest_late_run(home: Path) -> None:
     claims = runs.claim_due({str(deployment.id): deployment}, NOW, "l", 100)
     assert len(claims) == 1
     assert claims[0].adoption.scheduled_start_time == NOW
-    skipped = _rows(home, "SELECT count(*) FROM flow_runs WHERE state_type = 'CANCELLED'"
-                          " AND state_message LIKE 'Skipped:%'")
+    skipped = _rows(
+        home,
+        "SELECT count(*) FROM flow_runs WHERE state_type = 'CANCELLED'"
+        " AND state_message LIKE 'Skipped:%'",
+    )
     assert skipped == [(10,)]
 
 
