@@ -67,9 +67,9 @@ def _summary(item: DeploymentDefinition) -> dict[str, Any]:
 @output_option
 def ls(flow_name: str | None, output: str) -> None:
     """List deployments, by flow and name."""
-    from headwater.deployments.store import read_deployments
+    from headwater.deployments.backend import get_backend
 
-    items = read_deployments(flow_name)
+    items = get_backend().deployments(flow_name)
     if output == "json":
         print_json_lines(_summary(item) for item in items)
         return
@@ -88,9 +88,9 @@ def ls(flow_name: str | None, output: str) -> None:
 @output_option
 def inspect(name: str, output: str) -> None:
     """Show one deployment: NAME is 'flow/deployment' or an id."""
-    from headwater.deployments.store import read_deployment
+    from headwater.deployments.backend import get_backend
 
-    item = read_deployment(name)
+    item = get_backend().read(name)
     data = _summary(item)
     if output == "json":
         print_json_lines([data])
@@ -171,9 +171,8 @@ def run(
     output: str,
 ) -> None:
     """Create a run of deployment NAME ('flow/deployment' or an id)."""
+    from headwater.deployments.backend import CreateRun, get_backend
     from headwater.deployments.run_deployment import wait_for_run
-    from headwater.deployments.runs import create_run
-    from headwater.deployments.store import read_deployment
 
     parameters: dict[str, Any] = {}
     if params_json:
@@ -190,7 +189,8 @@ def run(
     if overlap:
         click.echo(f"--param overrides --params for: {', '.join(overlap)}", err=True)
     parameters.update(given)
-    target = read_deployment(name)
+    backend = get_backend()
+    target = backend.read(name)
     known = target.parameter_schema.get("properties")
     if known is not None and not target.parameter_schema.get("additionalProperties", True):
         unknown = sorted(set(parameters) - set(known))
@@ -200,13 +200,15 @@ def run(
                 f" it takes: {', '.join(sorted(known)) or 'none'}"
             )
     when = _start_time(start_in, start_at)
-    flow_run, created = create_run(
+    flow_run, created = backend.create_run(
         target,
-        parameters=parameters,
-        scheduled_time=when,
-        flow_run_name=flow_run_name,
-        tags=tags,
-        idempotency_key=idempotency_key,
+        CreateRun(
+            parameters=parameters,
+            scheduled_time=when,
+            flow_run_name=flow_run_name,
+            tags=sorted(set(tags)),
+            idempotency_key=idempotency_key,
+        ),
     )
     _show_run(flow_run, created, output)
     if watch:
@@ -242,9 +244,9 @@ def _show_run(flow_run: RunRow, created: bool, output: str) -> None:
 @click.argument("name")
 def pause(name: str) -> None:
     """Pause deployment NAME: no more scheduled runs (its waiting ones are deleted)."""
-    from headwater.deployments.store import set_paused
+    from headwater.deployments.backend import get_backend
 
-    item = set_paused(name, True)
+    item = get_backend().set_paused(name, True)
     click.echo(f"Paused {item.full_name}.")
 
 
@@ -252,9 +254,9 @@ def pause(name: str) -> None:
 @click.argument("name")
 def resume(name: str) -> None:
     """Resume deployment NAME: its schedules make runs again."""
-    from headwater.deployments.store import set_paused
+    from headwater.deployments.backend import get_backend
 
-    item = set_paused(name, False)
+    item = get_backend().set_paused(name, False)
     click.echo(f"Resumed {item.full_name}.")
 
 
@@ -262,9 +264,9 @@ def resume(name: str) -> None:
 @click.argument("name")
 def delete(name: str) -> None:
     """Delete deployment NAME and its waiting runs (its history stays)."""
-    from headwater.deployments.store import delete_deployment
+    from headwater.deployments.backend import get_backend
 
-    item = delete_deployment(name)
+    item = get_backend().delete(name)
     click.echo(f"Deleted {item.full_name}.")
 
 
@@ -279,9 +281,9 @@ def flow_ls(output: str) -> None:
     """List flows, by name, with how many deployments each has."""
     import msgspec
 
-    from headwater.deployments.store import read_flows
+    from headwater.deployments.backend import get_backend
 
-    items = read_flows()
+    items = get_backend().flows()
     if output == "json":
         print_json_lines(msgspec.to_builtins(item) for item in items)
         return

@@ -180,13 +180,13 @@ def cancel(flow_run_id: str) -> None:
     """
     import uuid
 
-    from headwater.deployments.runs import request_cancellation
+    from headwater.deployments.backend import get_backend
 
     async def query(history: History) -> uuid.UUID:
         return await history.resolve("flow-run", flow_run_id)
 
     run_id = with_history(query)
-    found = request_cancellation(run_id, "Cancelled from the command line")
+    found = get_backend().cancel_run(run_id, "Cancelled from the command line")
     if found is None:
         raise CliError(f"flow run {run_id} has already ended; nothing to cancel")
     click.echo(f"Cancelling flow run {found.name!r} ({run_id}), which was {found.state_name}.")

@@ -24,8 +24,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from headwater.deployments.runs import RunRow, create_run, read_run
-from headwater.deployments.store import DeploymentRef, read_deployment
+from headwater.deployments.backend import CreateRun, get_backend
+from headwater.deployments.runs import RunRow, read_run
+from headwater.deployments.store import DeploymentRef
 from headwater.engine.asyncutils import in_running_loop
 from headwater.engine.context import flow_run_context
 from headwater.engine.naming import generate_slug
@@ -50,7 +51,8 @@ def _start(
     idempotency_key: str | None,
     as_subflow: bool,
 ) -> tuple[RunRow, TaskRun | None]:
-    deployment = read_deployment(name)
+    backend = get_backend()
+    deployment = backend.read(name)
     parent = flow_run_context.get() if as_subflow else None
     placeholder: TaskRun | None = None
     if parent is not None:
@@ -63,15 +65,17 @@ def _start(
             parent.flow_run,
             dict(parameters or {}),
         )
-    run, _ = create_run(
+    run, _ = backend.create_run(
         deployment,
-        parameters=parameters,
-        scheduled_time=scheduled_time,
-        flow_run_name=flow_run_name,
-        tags=tags or (),
-        idempotency_key=idempotency_key,
-        parent_flow_run_id=None if parent is None else parent.flow_run.id,
-        parent_task_run_id=None if placeholder is None else placeholder.id,
+        CreateRun(
+            parameters=parameters,
+            scheduled_time=scheduled_time,
+            flow_run_name=flow_run_name,
+            tags=sorted(set(tags or ())),
+            idempotency_key=idempotency_key,
+            parent_flow_run_id=None if parent is None else parent.flow_run.id,
+            parent_task_run_id=None if placeholder is None else placeholder.id,
+        ),
     )
     if placeholder is not None:
         set_state(placeholder, Running(message=f"Waiting for flow run {run.id}"))
@@ -96,6 +100,9 @@ def _check_timeout(timeout: float | None) -> None:
 
 def wait_for_run(flow_run_id: uuid.UUID, timeout: float | None = None) -> RunRow:
     """The run once it is final, or as it is when ``timeout`` seconds have passed."""
+    settings = get_settings()
+    if settings.api_url:
+        return anyio.run(_await_remote_run, flow_run_id, timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     connection = sqlite3.connect(str(database_path(get_settings())), isolation_level=None)
     try:
@@ -202,7 +209,36 @@ async def arun_deployment(
     return run
 
 
+async def _await_remote_run(flow_run_id: uuid.UUID, wait: float | None) -> RunRow:
+    """Through a server: woken by the feed's events about the run, then read once."""
+    from headwater.client.subscriber import EventSubscriber
+    from headwater.events.filters import EventFilter, EventResourceFilter
+
+    backend = get_backend()
+    event_filter = EventFilter(
+        resource=EventResourceFilter(id=[f"headwater.flow-run.{flow_run_id}"])
+    )
+    run = await anyio.to_thread.run_sync(backend.read_run, flow_run_id)
+    if run is None:
+        raise DeploymentValidationError(f"no flow run {flow_run_id}")
+    with anyio.move_on_after(wait):
+        async with EventSubscriber(get_settings(), event_filter, backfill=False) as events:
+            # read again now that nothing can be missed
+            found = await anyio.to_thread.run_sync(backend.read_run, flow_run_id)
+            run = found or run
+            if run.is_final:
+                return run
+            async for _ in events:
+                found = await anyio.to_thread.run_sync(backend.read_run, flow_run_id)
+                run = found or run
+                if run.is_final:
+                    return run
+    return run
+
+
 async def _await_run(run: RunRow, wait: float | None) -> RunRow:
+    if get_settings().api_url:
+        return await _await_remote_run(run.id, wait)
     connection = sqlite3.connect(
         str(database_path(get_settings())), isolation_level=None, check_same_thread=False
     )

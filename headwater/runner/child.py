@@ -22,7 +22,7 @@ import anyio
 import msgspec
 
 from headwater import lifecycle
-from headwater.deployments.runs import end_run
+from headwater.deployments.backend import get_backend
 from headwater.engine import control
 from headwater.engine.adoption import Adoption, deployment_context
 from headwater.engine.flow_engine import FlowRunEngine
@@ -76,19 +76,25 @@ def main() -> int:
         try:
             os.chdir(order.path)
         except OSError as exc:
-            end_run(run_id, StateType.CRASHED, "Crashed", f"Cannot enter {order.path}: {exc}")
+            get_backend().end_run(
+                run_id, StateType.CRASHED, "Crashed", f"Cannot enter {order.path}: {exc}"
+            )
             return 1
     lifecycle.register_termination_hook(_cancel_hook(run_id), first=True)
     try:
         flow = load_flow(order.entrypoint, order.path)
     except DeploymentValidationError as exc:
-        end_run(run_id, StateType.CRASHED, "Crashed", f"Could not load the flow: {exc}")
+        get_backend().end_run(
+            run_id, StateType.CRASHED, "Crashed", f"Could not load the flow: {exc}"
+        )
         return 1
     deployment_context.set(adoption.deployment)
     try:
         engine = FlowRunEngine(flow, (), dict(adoption.parameters), adoption)
     except ParameterTypeError as exc:
-        end_run(run_id, StateType.FAILED, "Failed", f"Validation of flow parameters failed: {exc}")
+        get_backend().end_run(
+            run_id, StateType.FAILED, "Failed", f"Validation of flow parameters failed: {exc}"
+        )
         return 1
     if flow.isasync:
         anyio.run(engine.execute_async)

@@ -19,6 +19,7 @@ import msgspec
 from headwater.automations.automation import Automation, run_sync
 from headwater.automations.model import AutomationDefinition, parse_automation
 from headwater.automations.store import delete_automation, read_automations
+from headwater.deployments.backend import LocalBackend, get_backend
 from headwater.deployments.model import (
     CatchUp,
     CollisionStrategy,
@@ -35,7 +36,6 @@ from headwater.deployments.schedules import (
     RRule,
     as_schedule,
 )
-from headwater.deployments.store import apply_deployment
 from headwater.engine.flows import Flow
 from headwater.exceptions import DeploymentValidationError
 from headwater.ids import new_uuid
@@ -90,9 +90,17 @@ class RunnerDeployment:
 
     def apply(self, *, paused: bool | None = None) -> DeploymentDefinition:
         """Store it (create or update) and its triggers; returns the stored definition."""
-        stored = apply_deployment(self.definition, paused=paused)
+        backend = get_backend()
+        if self.definition.triggers and not isinstance(backend, LocalBackend):
+            raise DeploymentValidationError(
+                f"{self.full_name}: deployment triggers are automations, which this version"
+                " keeps in the local database only; register it without HEADWATER_API_URL,"
+                " or without triggers"
+            )
+        stored = backend.apply(self.definition, paused)
         self.definition = stored
-        _replace_triggers(stored)
+        if isinstance(backend, LocalBackend):
+            _replace_triggers(stored)
         return stored
 
     def __repr__(self) -> str:

@@ -36,9 +36,9 @@ import anyio
 import anyio.abc
 import msgspec
 
-from headwater.deployments import runs
+from headwater.deployments.backend import LocalBackend, get_backend
 from headwater.deployments.model import DeploymentDefinition
-from headwater.deployments.store import set_paused
+from headwater.deployments.runs import Claim, SchedulingPolicy
 from headwater.engine.states import StateType
 from headwater.ids import new_uuid
 from headwater.runner.child import ORDER_VARIABLE, ChildOrder
@@ -89,6 +89,7 @@ class Runner:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.backend = get_backend(settings)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_uuid()}"
         self.limit: int | None = settings.runner_process_limit or None
         self.pause_on_shutdown = True
@@ -139,7 +140,10 @@ class Runner:
         try:
             async with anyio.create_task_group() as group:
                 self._group = group
-                group.start_soon(self._watch_database)
+                if isinstance(self.backend, LocalBackend):
+                    group.start_soon(self._watch_database)
+                else:
+                    group.start_soon(self._watch_feed)
                 await self._main()
                 group.cancel_scope.cancel()
         finally:
@@ -190,27 +194,28 @@ class Runner:
     async def _next_due(self) -> datetime.datetime | None:
         if not self._deployments:
             return None
-        return await anyio.to_thread.run_sync(runs.next_due, list(self._deployments))
+        return await anyio.to_thread.run_sync(
+            self.backend.next_due, list(self._deployments.values())
+        )
 
     def _at_capacity(self) -> bool:
         return self.limit is not None and len(self._children) >= self.limit
 
     def _schedule(self) -> None:
         settings = self.settings
-        policy = runs.SchedulingPolicy(
+        policy = SchedulingPolicy(
             min_runs=settings.scheduler_min_runs,
             max_runs=settings.scheduler_max_runs,
             min_scheduled_time=settings.scheduler_min_scheduled_time,
             max_scheduled_time=settings.scheduler_max_scheduled_time,
         )
-        made = runs.schedule_runs(self._deployments.values(), _now(), policy)
+        made = self.backend.schedule(list(self._deployments.values()), policy)
         if made:
             logger.debug("scheduled %d run(s)", made)
 
     def _mark_late(self) -> None:
-        runs.mark_late(
-            dict(self._deployments),
-            _now(),
+        self.backend.mark_late(
+            list(self._deployments.values()),
             datetime.timedelta(seconds=self.settings.late_runs_after_seconds),
         )
 
@@ -221,12 +226,12 @@ class Runner:
         if capacity <= 0:
             return
         claims = await anyio.to_thread.run_sync(
-            runs.claim_due, dict(self._deployments), _now(), self.id, capacity
+            self.backend.claim, list(self._deployments.values()), self.id, capacity
         )
         for claim in claims:
             await self._start_child(claim)
 
-    async def _start_child(self, claim: runs.Claim) -> None:
+    async def _start_child(self, claim: Claim) -> None:
         deployment = claim.deployment
         order = ChildOrder(
             entrypoint=deployment.entrypoint, path=deployment.path, adoption=claim.adoption
@@ -245,7 +250,7 @@ class Runner:
             )
         except OSError as exc:
             await anyio.to_thread.run_sync(
-                runs.end_run,
+                self.backend.end_run,
                 run_id,
                 StateType.CRASHED,
                 "Crashed",
@@ -271,13 +276,13 @@ class Runner:
                     pass
         try:
             with anyio.CancelScope(shield=True):
-                run = await anyio.to_thread.run_sync(runs.read_run, child.run_id)
+                run = await anyio.to_thread.run_sync(self.backend.read_run, child.run_id)
                 if run is not None and run.state_type is StateType.PAUSED:
                     pass  # suspended: it waits for resume_run, then starts anew
                 elif run is not None and not run.is_final:
                     if child.stopping is not None and run.state_type is StateType.CANCELLING:
                         await anyio.to_thread.run_sync(
-                            runs.end_run,
+                            self.backend.end_run,
                             child.run_id,
                             StateType.CANCELLED,
                             "Cancelled",
@@ -285,7 +290,7 @@ class Runner:
                         )
                     else:
                         await anyio.to_thread.run_sync(
-                            runs.end_run,
+                            self.backend.end_run,
                             child.run_id,
                             StateType.CRASHED,
                             "Crashed",
@@ -299,7 +304,7 @@ class Runner:
             self._wake.set()  # a slot is free
 
     async def _stop_cancelled(self) -> None:
-        cancelling = await anyio.to_thread.run_sync(runs.runs_to_stop, self.id)
+        cancelling = await anyio.to_thread.run_sync(self.backend.runs_to_stop, self.id)
         for run in cancelling:
             child = self._children.get(run.id)
             if child is not None and child.stopping is None:
@@ -359,9 +364,40 @@ class Runner:
         if self.pause_on_shutdown:
             for deployment in list(self._deployments.values()):
                 try:
-                    await anyio.to_thread.run_sync(set_paused, deployment.id, True)
+                    await anyio.to_thread.run_sync(self.backend.set_paused, deployment.id, True)
                 except Exception as exc:
                     logger.warning("could not pause %s at shutdown: %s", deployment.full_name, exc)
+
+    async def _watch_feed(self) -> None:
+        """Wake the main loop on the server's events about this runner's deployments.
+
+        The subscription is remade when the set of deployments changes; a dropped
+        connection is retried by the subscriber, and the safety re-check covers the gap.
+        """
+        from headwater.client.subscriber import EventSubscriber
+        from headwater.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+        while True:
+            ids = sorted(self._deployments)
+            if not ids:
+                await anyio.sleep(0.05)
+                continue
+            related = [f"headwater.deployment.{deployment_id}" for deployment_id in ids]
+            event_filter = EventFilter(
+                event=EventNameFilter(prefix=["headwater.flow-run."]),
+                related=EventRelatedFilter(id=related[:1000]),
+            )
+            try:
+                async with EventSubscriber(
+                    self.settings, event_filter, backfill=False
+                ) as subscription:
+                    async for _ in subscription:
+                        self._wake.set()
+                        if sorted(self._deployments) != ids:
+                            break
+            except Exception as exc:
+                logger.warning("runner: the server's feed is unavailable (%s); retrying", exc)
+                await anyio.sleep(min(self.settings.runner_poll_frequency, 2.0))
 
     async def _watch_database(self) -> None:
         """Wake the main loop when another connection commits to the database."""

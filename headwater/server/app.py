@@ -9,6 +9,8 @@ Routes (JSON over HTTP unless noted; see each module for the details):
 - ``WS /api/events/in``: ingest (:mod:`~headwater.server.ingest`);
 - ``WS /api/events/out``: live feed with backfill (:mod:`~headwater.server.feed`);
 - ``/api/webhooks``: webhook definitions (:mod:`~headwater.server.routes_webhooks`);
+- ``/api/deployments``, ``/api/flows``, ``/api/runner``: deployments and their runs
+  (:mod:`~headwater.server.routes_deployments`);
 - ``/hooks/{slug}``: inbound webhooks (:mod:`~headwater.server.webhooks`).
 
 The application's lifespan starts persistence (the lossless bus subscriber that writes every
@@ -30,7 +32,13 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from headwater.events.bus import EventBus, get_bus
-from headwater.server import routes_events, routes_runs, routes_webhooks, webhooks
+from headwater.server import (
+    routes_deployments,
+    routes_events,
+    routes_runs,
+    routes_webhooks,
+    webhooks,
+)
 from headwater.server.auth import AuthMiddleware
 from headwater.server.errors import JSONResponse, exception_handlers
 from headwater.server.feed import feed_endpoint
@@ -73,6 +81,7 @@ def _api_routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         *routes_runs.routes(),
+        *routes_deployments.routes(),
         *routes_events.routes(),
         *routes_webhooks.routes(),
         WebSocketRoute("/events/in", ingest_endpoint),
