@@ -36,13 +36,13 @@ BUDGET_DUE_P99_MS = 100.0
 BUDGET_CLI_P99_MS = 500.0
 BUDGET_SERVER_P99_MS = 200.0
 
-FLOWS = '''
+FLOWS = """
 from headwater import flow
 
 @flow
 def tick(n: int = 0) -> int:
     return n
-'''
+"""
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -132,8 +132,10 @@ def due_latency(runs: int) -> None:
         process = _serve(home, 'serve(tick.to_deployment("every", interval=1), limit=10)\n')
         try:
             _wait(
-                lambda: len(_query(home, "SELECT id FROM flow_runs WHERE state_type = 'COMPLETED'"))
-                >= runs + 2,
+                lambda: (
+                    len(_query(home, "SELECT id FROM flow_runs WHERE state_type = 'COMPLETED'"))
+                    >= runs + 2
+                ),
                 runs * 3 + 60,
                 "the runs",
             )
@@ -163,8 +165,18 @@ def _requests(home: Path, count: int, deployment: str, **extra: str) -> list[flo
     latencies = []
     for index in range(count):
         result = subprocess.run(
-            [sys.executable, "-m", "headwater", "deployment", "run", deployment, "-p",
-             f"n={index}", "--output", "json"],
+            [
+                sys.executable,
+                "-m",
+                "headwater",
+                "deployment",
+                "run",
+                deployment,
+                "-p",
+                f"n={index}",
+                "--output",
+                "json",
+            ],
             env=_env(home, **extra),
             capture_output=True,
             text=True,
@@ -186,8 +198,10 @@ def cli_latency(count: int) -> None:
             _wait(lambda: _query(home, "SELECT id FROM deployments"), 60, "serve")
             run_ids = _requests(home, count, "tick/manual")
             _wait(
-                lambda: len(_query(home, "SELECT id FROM flow_runs WHERE state_type = 'COMPLETED'"))
-                >= count,
+                lambda: (
+                    len(_query(home, "SELECT id FROM flow_runs WHERE state_type = 'COMPLETED'"))
+                    >= count
+                ),
                 count * 3 + 60,
                 "the runs",
             )
@@ -216,8 +230,16 @@ def server_latency(count: int) -> None:
         port = _free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         server = subprocess.Popen(
-            [sys.executable, "-m", "headwater", "server", "start", "--port", str(port),
-             "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "headwater",
+                "server",
+                "start",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             env=_env(server_home),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -233,7 +255,8 @@ def server_latency(count: int) -> None:
 
             _wait(ready, 60, "the server")
             process = _serve(
-                client_home, 'serve(tick.to_deployment("remote"), limit=10)\n',
+                client_home,
+                'serve(tick.to_deployment("remote"), limit=10)\n',
                 HEADWATER_API_URL=api_url,
             )
             try:
@@ -241,10 +264,15 @@ def server_latency(count: int) -> None:
                 time.sleep(1.0)  # the launcher's feed subscription
                 run_ids = _requests(client_home, count, "tick/remote", HEADWATER_API_URL=api_url)
                 _wait(
-                    lambda: len(
-                        _query(server_home, "SELECT id FROM flow_runs WHERE state_type = 'COMPLETED'")
-                    )
-                    >= count,
+                    lambda: (
+                        len(
+                            _query(
+                                server_home,
+                                "SELECT id FROM flow_runs WHERE state_type = 'COMPLETED'",
+                            )
+                        )
+                        >= count
+                    ),
                     count * 3 + 60,
                     "the runs",
                 )
@@ -290,9 +318,11 @@ def holding(deployments: int, hold: float) -> None:
         try:
             expected = deployments * 61
             _wait(
-                lambda: _query(home, "SELECT count(*) FROM flow_runs")[0][0] >= expected
-                if _query(home, "SELECT count(*) FROM flow_runs")
-                else False,
+                lambda: (
+                    _query(home, "SELECT count(*) FROM flow_runs")[0][0] >= expected
+                    if _query(home, "SELECT count(*) FROM flow_runs")
+                    else False
+                ),
                 600,
                 "the first scheduling pass",
             )

@@ -770,7 +770,7 @@ def claim_due(
                         parameters=run.parameters,
                         state_id=change.state_id,
                         state_timestamp=change.timestamp,
-                        run_count=run.run_count,
+                        run_count=_attempts(connection, run),
                         scheduled_start_time=run.expected_start_time,
                         parent_flow_run_id=run.parent_flow_run_id,
                         deployment=DeploymentFacts(
@@ -785,6 +785,19 @@ def claim_due(
             )
     _publish(changes)
     return claims
+
+
+def _attempts(connection: sqlite3.Connection, run: RunRow) -> int:
+    """Attempts a run has made: for a resumed run, counted from its Running events too (an
+    attempt's own events may have been written after the Suspended state, and lost to the
+    row, which keeps the newest state only)."""
+    if run.state_name != "Resuming":
+        return run.run_count
+    (count,) = connection.execute(
+        "SELECT count(*) FROM events WHERE resource_id = ? AND event = 'headwater.flow-run.Running'",
+        (f"headwater.flow-run.{run.id}",),
+    ).fetchone()
+    return max(run.run_count, count)
 
 
 def next_due(deployment_ids: Iterable[str]) -> datetime.datetime | None:

@@ -15,6 +15,7 @@ stopping, ``docker stop``) ends the run Crashed, as for any headwater process. E
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -65,6 +66,9 @@ def _cancel_hook(flow_run_id: Any) -> Any:
 
 
 def main() -> int:
+    # The launcher starts this process from headwater's service thread, which blocks
+    # SIGTERM and SIGINT (they are the main thread's); a signal mask survives exec.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     raw = os.environ.pop(ORDER_VARIABLE, None)
     if raw is None:
         print(f"{ORDER_VARIABLE} is not set: this is started by a launcher", file=sys.stderr)

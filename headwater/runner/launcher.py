@@ -164,6 +164,8 @@ class Runner:
         next_schedule = 0.0
         next_late = 0.0
         while not self._closing:
+            # a new event before the work: a wake that comes during it is kept for the wait
+            self._wake = anyio.Event()
             now_mono = time.monotonic()
             try:
                 if self._schedule_now or now_mono >= next_schedule:
@@ -186,7 +188,8 @@ class Runner:
             wait = min(wait, next_late - time.monotonic())
             if due is not None and not self._at_capacity():
                 wait = min(wait, (due - _now()).total_seconds())
-            self._wake = anyio.Event()
+            if self._closing:
+                break
             with anyio.move_on_after(max(wait, 0.0)):
                 await self._wake.wait()
         await self._shutdown()
@@ -299,7 +302,8 @@ class Runner:
         except Exception:
             logger.exception("runner: could not record the end of flow run %s", child.run_id)
         finally:
-            self._children.pop(child.run_id, None)
+            if self._children.get(child.run_id) is child:  # a resumed run may have a new one
+                del self._children[child.run_id]
             child.done.set()
             self._wake.set()  # a slot is free
 

@@ -101,7 +101,19 @@ def start_runner(
 
 
 def stop_runner() -> None:
-    lifecycle.stop(RUNNER, timeout=get_settings().runner_cancel_grace + 15.0)
+    timeout = get_settings().runner_cancel_grace + 15.0
+    runner = get_runner()
+    if runner is not None:
+        # Stop it before the lifecycle does: its last steps (pausing, recording runs)
+        # emit events, whose hooks may start services, which takes the lifecycle's lock
+        # that lifecycle.stop holds while it waits.
+        from headwater.events.service import get_service_loop
+
+        try:
+            get_service_loop().run_coroutine(runner.aclose(timeout), timeout=timeout + 5.0)
+        except (TimeoutError, RuntimeError) as exc:
+            logger.warning("the runner did not stop cleanly: %s", exc)
+    lifecycle.stop(RUNNER, timeout=timeout)
 
 
 def _register(deployments: tuple[Any, ...]) -> list[DeploymentDefinition]:

@@ -20,7 +20,13 @@ def greet(name: str = "world", times: int = 1) -> str:
     return f"hello {name} x{times}"
 
 
-@flow
+def _note_cancelled(flow, flow_run, state) -> None:  # an on_cancellation hook
+    marker = os.environ.get("SERVED_MARKER_DIR")
+    if marker:
+        (Path(marker) / f"cancelled.{os.getpid()}").write_text(state.message or "")
+
+
+@flow(on_cancellation=[_note_cancelled])
 def sleepy(seconds: float = 60.0) -> None:
     marker = os.environ.get("SERVED_MARKER_DIR")
     if marker:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
+from serve_helpers import wait_until
 from served_flows import greet, sleepy
 
 from headwater.automations import Automation, EventTrigger
@@ -23,13 +23,7 @@ UTC = datetime.timezone.utc
 
 
 def _wait(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+    return wait_until(check, timeout, "the automation's action")
 
 
 def test_run_deployment_needs_a_deployment_and_refuses_an_inferred_loop() -> None:
@@ -153,7 +147,7 @@ def test_triggers_become_automations_owned_by_the_deployment(home: Path) -> None
 def test_a_suspended_run_waits_and_a_resumed_one_is_due_again(home: Path) -> None:
     deployment = sleepy.to_deployment("d").apply()
     run, _ = runs.create_run(deployment)
-    (claim,) = runs.claim_due({str(deployment.id): deployment}, datetime.datetime.now(UTC), "l", 1)
+    (_claim,) = runs.claim_due({str(deployment.id): deployment}, datetime.datetime.now(UTC), "l", 1)
     runs.suspend_run(run.id, "waiting for approval", 60)
     suspended = runs.read_run(run.id)
     assert suspended is not None and suspended.state_name == "Suspended"

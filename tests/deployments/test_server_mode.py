@@ -12,7 +12,7 @@ import pytest
 from serve_helpers import HERE, ServeProcess, wait_until
 
 sys.path.insert(0, str(HERE.parent / "client"))
-from client_helpers import ServerProcess  # noqa: E402
+from client_helpers import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,8 +53,18 @@ def test_serve_registers_with_the_server_and_runs_what_another_process_requests(
         )
         assert found[0]["name"] == "remote" and found[0]["flow_name"] == "greet"
         ran = _cli(
-            client_home, server.api_url, "deployment", "run", "greet/remote", "-p", "name=api",
-            "--watch", "--watch-timeout", "60", "--output", "json",
+            client_home,
+            server.api_url,
+            "deployment",
+            "run",
+            "greet/remote",
+            "-p",
+            "name=api",
+            "--watch",
+            "--watch-timeout",
+            "60",
+            "--output",
+            "json",
         )
         assert ran.returncode == 0, ran.stdout + ran.stderr
         final = json.loads(ran.stdout.splitlines()[-1])
@@ -62,7 +72,9 @@ def test_serve_registers_with_the_server_and_runs_what_another_process_requests(
         detail = server.get(f"/flow_runs/{final['id']}")
         assert detail["state"]["name"] == "Completed"
         assert [state["name"] for state in detail["states"]][:2] == ["Scheduled", "Pending"]
-        bad = _cli(client_home, server.api_url, "deployment", "run", "greet/remote", "-p", "times=x")
+        bad = _cli(
+            client_home, server.api_url, "deployment", "run", "greet/remote", "-p", "times=x"
+        )
         assert bad.returncode == 2 and "is not of type 'integer'" in bad.stderr
         serving.stop()
     # the local file was never used: the server is the one source of truth

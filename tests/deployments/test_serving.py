@@ -98,9 +98,17 @@ def test_a_run_requested_from_the_cli_is_picked_up_and_can_be_watched(tmp_path: 
     listing = headwater(tmp_path, "deployment", "ls", "--output", "json")
     assert json.loads(listing.stdout.splitlines()[0])["full_name"] == "greet/manual"
     flows = headwater(tmp_path, "flow", "ls", "--output", "json")
-    assert json.loads(flows.stdout.splitlines()[0]) | {"name": "greet"} == json.loads(
-        flows.stdout.splitlines()[0]
-    )
+    assert json.loads(flows.stdout.splitlines()[0])["name"] == "greet"
+
+
+def _start_sleepy(home: Path, *args: str) -> tuple[str, int]:
+    """Request a run of sleepy/sleepy; its id and the pid of its process once it runs."""
+    started = headwater(home, "deployment", "run", "sleepy/sleepy", "--output", "json", *args)
+    run_id = json.loads(started.stdout)["id"]
+    marker = wait_until(lambda: list((home / "markers").glob("sleepy.*")), 30, "its process")
+    pid = int(marker[0].read_text())
+    marker[0].unlink()
+    return run_id, pid
 
 
 def test_cancelling_a_running_run_stops_its_process_and_records_cancelled(
@@ -108,16 +116,14 @@ def test_cancelling_a_running_run_stops_its_process_and_records_cancelled(
 ) -> None:
     with ServeProcess(tmp_path, 'serve(sleepy.to_deployment("sleepy"))\n') as serving:
         serving.wait_ready()
-        started = headwater(tmp_path, "deployment", "run", "sleepy/sleepy", "--output", "json")
-        run_id = json.loads(started.stdout)["id"]
-        marker = wait_until(
-            lambda: list((tmp_path / "markers").glob("sleepy.*")), 30, "the run's process"
-        )
-        pid = int(marker[0].read_text())
+        run_id, pid = _start_sleepy(tmp_path)
         cancel = headwater(tmp_path, "flow-run", "cancel", run_id)
         assert cancel.returncode == 0, cancel.stderr
         wait_until(lambda: run_state(tmp_path, run_id)[0] == "CANCELLED", 30, "Cancelled")
         wait_until(lambda: not process_alive(pid), 10, "the process to be gone")
+        # the run's own process ended it: its on_cancellation hook ran there
+        hook = tmp_path / "markers" / f"cancelled.{pid}"
+        assert hook.read_text() == "Cancelled from the command line"
         again = headwater(tmp_path, "flow-run", "cancel", run_id)
         assert again.returncode == 1 and "already ended" in again.stderr
     states = [
@@ -136,12 +142,8 @@ def test_a_run_whose_process_is_killed_is_recorded_crashed_with_the_signal(
 ) -> None:
     with ServeProcess(tmp_path, 'serve(sleepy.to_deployment("sleepy"))\n') as serving:
         serving.wait_ready()
-        started = headwater(tmp_path, "deployment", "run", "sleepy/sleepy", "--output", "json")
-        run_id = json.loads(started.stdout)["id"]
-        marker = wait_until(
-            lambda: list((tmp_path / "markers").glob("sleepy.*")), 30, "the run's process"
-        )
-        os.kill(int(marker[0].read_text()), signal.SIGKILL)
+        run_id, pid = _start_sleepy(tmp_path)
+        os.kill(pid, signal.SIGKILL)
         wait_until(lambda: run_state(tmp_path, run_id)[0] == "CRASHED", 30, "Crashed")
     message = run_state(tmp_path, run_id)[2]
     assert message is not None and "killed by SIGKILL" in message
@@ -256,3 +258,30 @@ def test_a_second_serve_process_for_the_same_deployment_never_runs_a_time_twice(
         tmp_path,
         "SELECT count(*) FROM flow_runs WHERE state_type IN ('PENDING', 'RUNNING')",
     ) == [(0,)]
+
+
+def test_a_suspended_run_stops_its_process_and_runs_again_when_resumed(tmp_path: Path) -> None:
+    import uuid
+
+    from headwater.deployments import runs
+    from headwater.settings import temporary_settings
+
+    with ServeProcess(tmp_path, 'serve(sleepy.to_deployment("sleepy"))\n') as serving:
+        serving.wait_ready()
+        run_id, pid = _start_sleepy(tmp_path, "-p", "seconds=4")
+        with temporary_settings(home=tmp_path, database_url=None):
+            runs.suspend_run(uuid.UUID(run_id), "waiting for a person", 600)
+            wait_until(lambda: not process_alive(pid), 15, "the process to stop")
+            assert run_state(tmp_path, run_id)[:2] == ("PAUSED", "Suspended")
+            runs.resume_run(uuid.UUID(run_id))
+        _, second = wait_until(
+            lambda: [(run_id, p) for p in [_marker_pid(tmp_path)] if p], 30, "a new process"
+        )[0]
+        assert second != pid
+        wait_until(lambda: run_state(tmp_path, run_id)[0] == "COMPLETED", 30, "Completed")
+    assert query(tmp_path, "SELECT run_count FROM flow_runs WHERE id = ?", run_id) == [(2,)]
+
+
+def _marker_pid(home: Path) -> int | None:
+    found = list((home / "markers").glob("sleepy.*"))
+    return int(found[0].read_text()) if found else None
