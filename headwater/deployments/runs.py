@@ -794,7 +794,8 @@ def _attempts(connection: sqlite3.Connection, run: RunRow) -> int:
     if run.state_name != "Resuming":
         return run.run_count
     (count,) = connection.execute(
-        "SELECT count(*) FROM events WHERE resource_id = ? AND event = 'headwater.flow-run.Running'",
+        "SELECT count(*) FROM events WHERE resource_id = ?"
+        " AND event = 'headwater.flow-run.Running'",
         (f"headwater.flow-run.{run.id}",),
     ).fetchone()
     return max(run.run_count, count)
