@@ -289,7 +289,10 @@ async def _cancel_flow_run(context: ActionContext) -> dict[str, Any]:
     if request_cancellation(flow_run_id, message):
         return {"flow_run_id": str(flow_run_id)}
     # not running in this process: record the request; the run's launcher stops it
-    found = await anyio.to_thread.run_sync(runs.request_cancellation, flow_run_id, message)
+    try:
+        found = await anyio.to_thread.run_sync(runs.request_cancellation, flow_run_id, message)
+    except DeploymentError as exc:
+        raise ActionFailed(str(exc)) from None
     if found is None:
         raise ActionFailed(f"flow run {flow_run_id} is not running: it has ended or is unknown")
     return {"flow_run_id": str(flow_run_id)}

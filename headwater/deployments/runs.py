@@ -25,7 +25,12 @@ from typing import Any
 
 import msgspec
 
-from headwater.deployments.model import CollisionStrategy, DeploymentDefinition, merge_parameters
+from headwater.deployments.model import (
+    CollisionStrategy,
+    ConcurrencyLimitConfig,
+    DeploymentDefinition,
+    merge_parameters,
+)
 from headwater.deployments.schedules import run_times, schedule_key
 from headwater.engine.adoption import Adoption, DeploymentFacts
 from headwater.engine.naming import generate_slug
@@ -614,20 +619,65 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 def _waiting_due(
-    connection: sqlite3.Connection, deployment_ids: list[str], now: datetime.datetime
+    connection: sqlite3.Connection,
+    deployment_ids: list[str],
+    now: datetime.datetime,
+    *,
+    limit: int,
+    after: tuple[str, str] | None = None,
+    automatic_only: bool = False,
 ) -> list[RunRow]:
+    """Due waiting runs, oldest first, at most ``limit``, after the ``(time, id)`` cursor."""
     found: list[RunRow] = []
+    condition = " AND schedule_key IS NOT NULL" if automatic_only else ""
+    cursor: tuple[str, ...] = ()
+    if after is not None:
+        condition += " AND (expected_start_time, id) > (?, ?)"
+        cursor = after
     for chunk in _chunks(deployment_ids):
         marks = ",".join("?" * len(chunk))
         rows = connection.execute(
             f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE deployment_id IN ({marks})"
-            " AND state_type = 'SCHEDULED' AND expected_start_time <= ?"
-            " ORDER BY expected_start_time, id LIMIT 1000",
-            (*chunk, format_timestamp(now)),
+            f" AND state_type = 'SCHEDULED' AND expected_start_time <= ?{condition}"
+            " ORDER BY expected_start_time, id LIMIT ?",
+            (*chunk, format_timestamp(now), *cursor, limit),
         ).fetchall()
         found.extend(_row(values) for values in rows)
     found.sort(key=lambda run: (run.expected_start_time or now, str(run.id)))
-    return found
+    return found[:limit]
+
+
+def _apply_catchup(
+    connection: sqlite3.Connection,
+    deployments: dict[str, DeploymentDefinition],
+    now: datetime.datetime,
+) -> list[_Change]:
+    """Skip (Cancelled) the due auto-scheduled runs that catch-up policies say to skip."""
+    changes: list[_Change] = []
+    catching_up = [d for d, dep in deployments.items() if dep.catchup != "all"]
+    if not catching_up:
+        return changes
+    due = _waiting_due(connection, catching_up, now, limit=100_000, automatic_only=True)
+    by_deployment: dict[str, list[RunRow]] = {}
+    for run in due:
+        by_deployment.setdefault(str(run.deployment_id), []).append(run)
+    for deployment_id, waiting in by_deployment.items():
+        deployment = deployments[deployment_id]
+        skip, reason = _skipped_by_catchup(deployment, waiting, now)
+        for run in skip:
+            change = _set_state(
+                connection,
+                run,
+                deployment.full_name,
+                StateType.CANCELLED,
+                "Cancelled",
+                reason,
+                expect=(StateType.SCHEDULED,),
+                now=now,
+            )
+            if change is not None:
+                changes.append(change)
+    return changes
 
 
 def _skipped_by_catchup(
@@ -679,112 +729,126 @@ def claim_due(
     """
     if not deployments:
         return []
-    changes: list[_Change] = []
     claims: list[Claim] = []
     with get_sync_connection().write() as connection:
-        due = _waiting_due(connection, list(deployments), now)
-        if not due:
-            return []
-        by_deployment: dict[str, list[RunRow]] = {}
-        for run in due:
-            by_deployment.setdefault(str(run.deployment_id), []).append(run)
-        skipped: set[uuid.UUID] = set()
-        for deployment_id, runs in by_deployment.items():
-            deployment = deployments[deployment_id]
-            skip, reason = _skipped_by_catchup(deployment, runs, now)
-            for run in skip:
-                change = _set_state(
-                    connection,
-                    run,
-                    deployment.full_name,
-                    StateType.CANCELLED,
-                    "Cancelled",
-                    reason,
-                    expect=(StateType.SCHEDULED,),
-                    now=now,
-                )
-                if change is not None:
-                    changes.append(change)
-                    skipped.add(run.id)
-        limited = [
-            d for d, dep in deployments.items() if dep.concurrency_limit and d in by_deployment
-        ]
+        changes = _apply_catchup(connection, deployments, now)
+        limited = [d for d, dep in deployments.items() if dep.concurrency_limit]
         active = _active_counts(connection, limited) if limited else {}
-        for run in due:
-            if run.id in skipped:
-                continue
-            deployment = deployments[str(run.deployment_id)]
-            limit = deployment.concurrency_limit
-            if limit is not None and active.get(str(deployment.id), 0) >= limit.limit:
-                if limit.collision_strategy is CollisionStrategy.CANCEL_NEW:
-                    change = _set_state(
-                        connection,
-                        run,
-                        deployment.full_name,
-                        StateType.CANCELLED,
-                        "Cancelled",
-                        "Deployment concurrency limit reached.",
-                        expect=(StateType.SCHEDULED,),
-                        now=now,
-                    )
-                elif run.state_name != "AwaitingConcurrencySlot":
-                    change = _set_state(
-                        connection,
-                        run,
-                        deployment.full_name,
-                        StateType.SCHEDULED,
-                        "AwaitingConcurrencySlot",
-                        "Deployment concurrency limit reached.",
-                        expect=(StateType.SCHEDULED,),
-                        now=now,
-                    )
-                else:
-                    change = None
-                if change is not None:
-                    changes.append(change)
-                continue
-            if len(claims) >= capacity:
-                continue
-            change = _set_state(
-                connection,
-                run,
-                deployment.full_name,
-                StateType.PENDING,
-                "Pending",
-                None,
-                expect=(StateType.SCHEDULED,),
-                launcher=launcher,
-                now=now,
+        page = max(2 * capacity, 16)
+        cursor: tuple[str, str] | None = None
+        while len(claims) < capacity:
+            due = _waiting_due(connection, list(deployments), now, limit=page, after=cursor)
+            if not due:
+                break
+            last = due[-1]
+            cursor = (format_timestamp(last.expected_start_time or now), str(last.id))
+            _claim_page(
+                connection, due, deployments, active, launcher, capacity, now, changes, claims
             )
-            if change is None:
-                continue
-            changes.append(change)
-            active[str(deployment.id)] = active.get(str(deployment.id), 0) + 1
-            claims.append(
-                Claim(
-                    deployment,
-                    Adoption(
-                        flow_run_id=run.id,
-                        name=run.name,
-                        tags=run.tags,
-                        parameters=run.parameters,
-                        state_id=change.state_id,
-                        state_timestamp=change.timestamp,
-                        run_count=_attempts(connection, run),
-                        scheduled_start_time=run.expected_start_time,
-                        parent_flow_run_id=run.parent_flow_run_id,
-                        deployment=DeploymentFacts(
-                            id=deployment.id,
-                            name=deployment.full_name,
-                            flow_run_id=run.id,
-                            parameters=deployment.parameters,
-                            version=deployment.version,
-                        ),
-                    ),
-                )
-            )
+            if len(due) < page:
+                break
     _publish(changes)
     return claims
+
+
+def _claim_page(
+    connection: sqlite3.Connection,
+    due: list[RunRow],
+    deployments: dict[str, DeploymentDefinition],
+    active: dict[str, int],
+    launcher: str,
+    capacity: int,
+    now: datetime.datetime,
+    changes: list[_Change],
+    claims: list[Claim],
+) -> None:
+    """Claim from one page of due runs, holding back what a concurrency limit does not fit."""
+    for run in due:
+        deployment = deployments[str(run.deployment_id)]
+        limit = deployment.concurrency_limit
+        if limit is not None and active.get(str(deployment.id), 0) >= limit.limit:
+            change = _hold_back(connection, run, deployment, limit, now)
+            if change is not None:
+                changes.append(change)
+            continue
+        if len(claims) >= capacity:
+            continue
+        change = _set_state(
+            connection,
+            run,
+            deployment.full_name,
+            StateType.PENDING,
+            "Pending",
+            None,
+            expect=(StateType.SCHEDULED,),
+            launcher=launcher,
+            now=now,
+        )
+        if change is None:
+            continue
+        changes.append(change)
+        active[str(deployment.id)] = active.get(str(deployment.id), 0) + 1
+        claims.append(Claim(deployment, _adoption(connection, run, change, deployment)))
+
+
+def _hold_back(
+    connection: sqlite3.Connection,
+    run: RunRow,
+    deployment: DeploymentDefinition,
+    limit: ConcurrencyLimitConfig,
+    now: datetime.datetime,
+) -> _Change | None:
+    """A due run its deployment's full limit does not fit: it waits, or ends (CANCEL_NEW)."""
+    message = "Deployment concurrency limit reached."
+    if limit.collision_strategy is CollisionStrategy.CANCEL_NEW:
+        return _set_state(
+            connection,
+            run,
+            deployment.full_name,
+            StateType.CANCELLED,
+            "Cancelled",
+            message,
+            expect=(StateType.SCHEDULED,),
+            now=now,
+        )
+    if run.state_name == "AwaitingConcurrencySlot":
+        return None  # already waiting; it is looked at again when a slot frees
+    return _set_state(
+        connection,
+        run,
+        deployment.full_name,
+        StateType.SCHEDULED,
+        "AwaitingConcurrencySlot",
+        message,
+        expect=(StateType.SCHEDULED,),
+        now=now,
+    )
+
+
+def _adoption(
+    connection: sqlite3.Connection,
+    run: RunRow,
+    claimed: _Change,
+    deployment: DeploymentDefinition,
+) -> Adoption:
+    return Adoption(
+        flow_run_id=run.id,
+        name=run.name,
+        tags=run.tags,
+        parameters=run.parameters,
+        state_id=claimed.state_id,
+        state_timestamp=claimed.timestamp,
+        run_count=_attempts(connection, run),
+        scheduled_start_time=run.expected_start_time,
+        parent_flow_run_id=run.parent_flow_run_id,
+        deployment=DeploymentFacts(
+            id=deployment.id,
+            name=deployment.full_name,
+            flow_run_id=run.id,
+            parameters=deployment.parameters,
+            version=deployment.version,
+        ),
+    )
 
 
 def _attempts(connection: sqlite3.Connection, run: RunRow) -> int:
@@ -839,12 +903,21 @@ def request_cancellation(flow_run_id: uuid.UUID, message: str) -> RunRow | None:
     A run still waiting (Scheduled, Late, AwaitingConcurrencySlot, Paused) goes straight to
     Cancelled; a claimed or running one goes Cancelling, and its launcher stops its
     process. Returns the run as it was, or None if there is no such run or it has ended.
+
+    Raises:
+        DeploymentValidationError: the run is in progress but no launcher started it (a
+            script's own flow run): recording Cancelling would stop nothing.
     """
     with get_sync_connection().write() as connection:
         run = read_run(flow_run_id, connection)
         if run is None or run.is_final or run.state_type is StateType.CANCELLING:
             return run if run is not None and not run.is_final else None
         waiting = run.state_type in (StateType.SCHEDULED, StateType.PAUSED)
+        if not waiting and run.launcher is None:
+            raise DeploymentValidationError(
+                f"flow run {flow_run_id} ({run.state_name}) was not started by a serve process,"
+                " so nothing here can stop it; cancel it from the code that runs it"
+            )
         change = _set_state(
             connection,
             run,

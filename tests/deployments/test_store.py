@@ -309,3 +309,41 @@ def test_interval_schedules_made_from_numbers_and_timedeltas(home: Path) -> None
     ).apply()
     runs.schedule_runs([deployment], NOW)
     assert _rows(home, "SELECT DISTINCT parameters FROM flow_runs") == [('{"times":2}',)]
+
+
+def test_runs_held_back_by_a_limit_do_not_hide_runs_of_other_deployments(home: Path) -> None:
+    limited = sleepy.to_deployment("limited", concurrency_limit=1).apply()
+    free = greet.to_deployment("free").apply()
+    for minute in range(40):  # older than the free run, more than one page of them
+        runs.create_run(limited, scheduled_time=NOW - datetime.timedelta(minutes=60 - minute))
+    wanted, _ = runs.create_run(free, scheduled_time=NOW)
+    both = {str(limited.id): limited, str(free.id): free}
+    first = runs.claim_due(both, NOW, "l", 2)
+    assert [c.deployment.name for c in first] == ["limited", "free"]
+    assert first[1].adoption.flow_run_id == wanted.id
+    waiting = _rows(
+        home, "SELECT count(*) FROM flow_runs WHERE state_name = 'AwaitingConcurrencySlot'"
+    )
+    assert waiting == [(39,)]
+
+
+def test_cancelling_a_run_no_launcher_started_says_it_cannot_stop_it(home: Path) -> None:
+    import headwater
+
+    @headwater.flow
+    def plain() -> int:
+        return 1
+
+    state = plain(return_state=True)
+    get_bus().flush(timeout=10)
+    (run_id,) = _rows(home, "SELECT id FROM flow_runs WHERE flow_name = 'plain'")[0]
+    import uuid
+
+    assert state.is_completed()
+    assert runs.request_cancellation(uuid.UUID(run_id), "x") is None  # it has ended
+    connection = sqlite3.connect(home / "headwater.db")
+    connection.execute("UPDATE flow_runs SET state_type = 'RUNNING' WHERE id = ?", (run_id,))
+    connection.commit()
+    connection.close()
+    with pytest.raises(DeploymentValidationError, match="not started by a serve process"):
+        runs.request_cancellation(uuid.UUID(run_id), "x")
