@@ -98,6 +98,7 @@ class Backend(Protocol):
     ) -> list[Claim]: ...
     def next_due(self, deployments: list[DeploymentDefinition]) -> datetime.datetime | None: ...
     def runs_to_stop(self, launcher: str) -> list[RunRow]: ...
+    def stamp(self) -> Any: ...
 
 
 def _now() -> datetime.datetime:
@@ -160,6 +161,10 @@ class LocalBackend:
 
     def runs_to_stop(self, launcher: str) -> list[RunRow]:
         return runs.runs_to_stop(launcher)
+
+    def stamp(self) -> Any:
+        """Changes when any deployment changes (a launcher then re-reads its own)."""
+        return store.deployments_stamp()
 
 
 class ApiBackend:
@@ -279,6 +284,9 @@ class ApiBackend:
     def runs_to_stop(self, launcher: str) -> list[RunRow]:
         body = RunnerRequest(deployment_ids=[], launcher=launcher)
         return self._call("POST", "/runner/to_stop", body, list[RunRow])
+
+    def stamp(self) -> Any:
+        return None  # a launcher on a server learns of changes from the feed instead
 
 
 def _translated(exc: ApiError) -> Exception:

@@ -42,6 +42,7 @@ __all__ = [
     "FlowSummary",
     "apply_deployment",
     "delete_deployment",
+    "deployments_stamp",
     "read_deployment",
     "read_deployments",
     "read_flows",
@@ -141,6 +142,15 @@ def read_deployments(flow_name: str | None = None) -> list[DeploymentDefinition]
     with get_sync_connection().read() as connection:
         rows = connection.execute(sql + " ORDER BY flow_name, name", parameters).fetchall()
     return [_row_to_definition(row) for row in rows]
+
+
+def deployments_stamp() -> tuple[str | None, int]:
+    """Changes whenever any deployment is created, changed or deleted (cheap to read)."""
+    with get_sync_connection().read() as connection:
+        latest, count = connection.execute(
+            "SELECT max(updated), count(*) FROM deployments"
+        ).fetchone()
+    return latest, count
 
 
 class FlowSummary(msgspec.Struct, frozen=True):

@@ -97,6 +97,8 @@ class Runner:
         self._children: dict[uuid.UUID, _Child] = {}
         self._wake = anyio.Event()
         self._schedule_now = True
+        self._refresh_now = False
+        self._stamp: Any = None
         self._closing = False
         self._closed = anyio.Event()
         self._group: anyio.abc.TaskGroup | None = None
@@ -168,6 +170,9 @@ class Runner:
             self._wake = anyio.Event()
             now_mono = time.monotonic()
             try:
+                if await self._definitions_changed():
+                    await anyio.to_thread.run_sync(self._refresh)
+                    self._schedule_now = True
                 if self._schedule_now or now_mono >= next_schedule:
                     self._schedule_now = False
                     await anyio.to_thread.run_sync(self._schedule)
@@ -203,6 +208,29 @@ class Runner:
 
     def _at_capacity(self) -> bool:
         return self.limit is not None and len(self._children) >= self.limit
+
+    async def _definitions_changed(self) -> bool:
+        """Someone else paused, resumed, edited or deleted a deployment (CLI, automation)."""
+        if self._refresh_now:
+            self._refresh_now = False
+            return True
+        if not self._deployments:
+            return False
+        stamp = await anyio.to_thread.run_sync(self.backend.stamp)
+        changed = stamp is not None and self._stamp is not None and stamp != self._stamp
+        self._stamp = stamp
+        return changed
+
+    def _refresh(self) -> None:
+        """Serve the deployments as they are stored now; forget the deleted ones."""
+        current = {str(d.id): d for d in self.backend.deployments()}
+        for deployment_id, served in list(self._deployments.items()):
+            stored = current.get(deployment_id)
+            if stored is None:
+                logger.warning("deployment %s was deleted; no longer serving it", served.full_name)
+                del self._deployments[deployment_id]
+            else:
+                self._deployments[deployment_id] = stored
 
     def _schedule(self) -> None:
         settings = self.settings
@@ -379,23 +407,30 @@ class Runner:
         connection is retried by the subscriber, and the safety re-check covers the gap.
         """
         from headwater.client.subscriber import EventSubscriber
-        from headwater.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+        from headwater.events.filters import (
+            EventAnyResourceFilter,
+            EventFilter,
+            EventNameFilter,
+        )
 
         while True:
             ids = sorted(self._deployments)
             if not ids:
                 await anyio.sleep(0.05)
                 continue
-            related = [f"headwater.deployment.{deployment_id}" for deployment_id in ids]
+            resources = [f"headwater.deployment.{deployment_id}" for deployment_id in ids]
+            # runs of these deployments (related) and changes to them (the resource)
             event_filter = EventFilter(
-                event=EventNameFilter(prefix=["headwater.flow-run."]),
-                related=EventRelatedFilter(id=related[:1000]),
+                event=EventNameFilter(prefix=["headwater.flow-run.", "headwater.deployment."]),
+                any_resource=EventAnyResourceFilter(id=resources[:1000]),
             )
             try:
                 async with EventSubscriber(
                     self.settings, event_filter, backfill=False
                 ) as subscription:
-                    async for _ in subscription:
+                    async for event in subscription:
+                        if getattr(event, "event", "").startswith("headwater.deployment."):
+                            self._refresh_now = True
                         self._wake.set()
                         if sorted(self._deployments) != ids:
                             break

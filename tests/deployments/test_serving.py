@@ -285,3 +285,23 @@ def test_a_suspended_run_stops_its_process_and_runs_again_when_resumed(tmp_path:
 def _marker_pid(home: Path) -> int | None:
     found = list((home / "markers").glob("sleepy.*"))
     return int(found[0].read_text()) if found else None
+
+
+def test_pausing_from_the_cli_stops_a_served_schedule_and_resuming_restarts_it(
+    tmp_path: Path,
+) -> None:
+    with ServeProcess(tmp_path, 'serve(greet.to_deployment("every", interval=1))\n') as serving:
+        serving.wait_ready()
+        wait_until(lambda: _completed(tmp_path, "greet/every"), 30, "a first run")
+        assert headwater(tmp_path, "deployment", "pause", "greet/every").returncode == 0
+        time.sleep(1.5)  # a run claimed just before the pause may still finish
+        done = len(_completed(tmp_path, "greet/every"))
+        time.sleep(2.5)
+        assert len(_completed(tmp_path, "greet/every")) == done  # nothing ran while paused
+        assert query(
+            tmp_path, "SELECT count(*) FROM flow_runs WHERE state_name = 'Scheduled'"
+        ) == [(0,)]
+        # a run requested by hand still runs while the schedule is paused
+        assert headwater(tmp_path, "deployment", "run", "greet/every", "--watch").returncode == 0
+        assert headwater(tmp_path, "deployment", "resume", "greet/every").returncode == 0
+        wait_until(lambda: len(_completed(tmp_path, "greet/every")) >= done + 3, 30, "runs again")
