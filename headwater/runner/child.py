@@ -36,6 +36,10 @@ __all__ = ["ORDER_VARIABLE", "ChildOrder", "main"]
 
 ORDER_VARIABLE = "HEADWATER__CHILD_ORDER"
 
+loading_entrypoint = False
+"""True while this process imports a deployment's entrypoint: a ``serve()`` that the module
+calls at import (no ``if __name__ == "__main__":`` guard) must not serve again here."""
+
 
 class ChildOrder(msgspec.Struct, frozen=True, kw_only=True):
     """What the launched process needs: where the flow is, and the run to continue."""
@@ -85,6 +89,8 @@ def main() -> int:
             )
             return 1
     lifecycle.register_termination_hook(_cancel_hook(run_id), first=True)
+    global loading_entrypoint
+    loading_entrypoint = True
     try:
         flow = load_flow(order.entrypoint, order.path)
     except DeploymentValidationError as exc:
@@ -92,6 +98,8 @@ def main() -> int:
             run_id, StateType.CRASHED, "Crashed", f"Could not load the flow: {exc}"
         )
         return 1
+    finally:
+        loading_entrypoint = False
     deployment_context.set(adoption.deployment)
     try:
         engine = FlowRunEngine(flow, (), dict(adoption.parameters), adoption)
@@ -109,4 +117,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as the importable module, not as __main__: its flag is the one serve() reads
+    from headwater.runner.child import main as run_child
+
+    sys.exit(run_child())

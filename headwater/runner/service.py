@@ -21,6 +21,7 @@ from headwater.deployments.model import DeploymentDefinition
 from headwater.engine.control import TerminationSignal
 from headwater.engine.startup import ensure_started
 from headwater.lifecycle import ServiceSpec
+from headwater.runner import child
 from headwater.runner.deployment import RunnerDeployment
 from headwater.runner.launcher import Runner
 from headwater.settings import Settings, get_settings
@@ -146,6 +147,12 @@ def serve(
     Raises:
         RuntimeError: called from async code (use ``await aserve(...)``).
     """
+    if child.loading_entrypoint:
+        logger.warning(
+            "serve() was called while a deployment's run loaded its flow (the module calls"
+            ' it at import); ignored here. Put it under `if __name__ == "__main__":`'
+        )
+        return
     try:
         anyio.get_current_task()
     except RuntimeError:

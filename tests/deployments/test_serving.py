@@ -298,10 +298,44 @@ def test_pausing_from_the_cli_stops_a_served_schedule_and_resuming_restarts_it(
         done = len(_completed(tmp_path, "greet/every"))
         time.sleep(2.5)
         assert len(_completed(tmp_path, "greet/every")) == done  # nothing ran while paused
-        assert query(
-            tmp_path, "SELECT count(*) FROM flow_runs WHERE state_name = 'Scheduled'"
-        ) == [(0,)]
+        assert query(tmp_path, "SELECT count(*) FROM flow_runs WHERE state_name = 'Scheduled'") == [
+            (0,)
+        ]
         # a run requested by hand still runs while the schedule is paused
         assert headwater(tmp_path, "deployment", "run", "greet/every", "--watch").returncode == 0
         assert headwater(tmp_path, "deployment", "resume", "greet/every").returncode == 0
         wait_until(lambda: len(_completed(tmp_path, "greet/every")) >= done + 3, 30, "runs again")
+
+
+def test_a_script_that_serves_at_import_does_not_serve_again_in_its_runs(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from serve_helpers import environment
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from headwater import flow\n\n\n@flow\ndef hi() -> int:\n    return 1\n\n\n"
+        'hi.serve(name="unguarded")  # no `if __name__ == "__main__":` guard\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=environment(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: query(tmp_path, "SELECT id FROM deployments"), 30, "serve")
+        ran = headwater(tmp_path, "deployment", "run", "hi/unguarded", "--watch")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        # only the one serve process ever registered or launched anything
+        launchers = query(tmp_path, "SELECT DISTINCT launcher FROM flow_runs")
+        assert len(launchers) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert "serve() was called while a deployment's run loaded its flow" in output
