@@ -80,10 +80,16 @@ PURE = {
     "headwater.deployments.model",
     "headwater.deployments.schedules",
     "headwater.engine.retries",
+    "headwater.events.aliases",
 }
 """Decision code: plain functions of their inputs (STYLE.md rule 3)."""
 
-PURE_MAY_REACH = {"headwater.events.schema", "headwater.exceptions", "headwater.ids"}
+PURE_MAY_REACH = {
+    "headwater.events.aliases",
+    "headwater.events.schema",
+    "headwater.exceptions",
+    "headwater.ids",
+}
 IO_MODULES = {
     "aiosqlite",
     "anyio",

@@ -20,6 +20,7 @@ from typing import Any, Literal, NoReturn
 
 import msgspec
 
+from headwater.events.aliases import headwater_labels
 from headwater.exceptions import AutomationValidationError
 
 __all__ = [
@@ -156,6 +157,8 @@ class EmitEvent(_ActionBase, tag="emit-event"):
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.resource = headwater_labels(self.resource)  # Prefect's label names are ours
+        self.related = [headwater_labels(item) for item in self.related]
         if not self.event:
             fail("event", "is required: the name of the event to emit")
         if not self.resource.get("headwater.resource.id"):

@@ -39,6 +39,7 @@ from headwater.automations.actions_model import (
     fail,
 )
 from headwater.automations.matching import check_glob, names_match, parse_name_pattern
+from headwater.events.aliases import headwater_label, headwater_labels, headwater_name
 from headwater.exceptions import AutomationValidationError
 
 __all__ = [
@@ -142,6 +143,15 @@ class EventTrigger(
             sorted(v) if isinstance(v, (set, frozenset)) else list(v)
             for v in (self.after, self.expect, self.for_each)
         )
+        # Prefect's names (prefect.flow-run.*, prefect.resource.id) are headwater's
+        self.after = [headwater_name(name) for name in self.after]
+        self.expect = [headwater_name(name) for name in self.expect]
+        self.for_each = [_label_path(label) for label in self.for_each]
+        self.match = headwater_labels(self.match)
+        if isinstance(self.match_related, list):
+            self.match_related = [headwater_labels(spec) for spec in self.match_related]
+        else:
+            self.match_related = headwater_labels(self.match_related)
         self.within = _seconds(self.within, "within")
         if isinstance(self.threshold, int) and self.threshold < 1:
             fail("threshold", f"must be at least 1, got {self.threshold}")
@@ -239,6 +249,12 @@ class AutomationDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
             fail("name", "must not be empty")
         if self.enabled:
             _check_no_run_loop(self)
+
+
+def _label_path(label: str) -> str:
+    # "prefect.resource.id", or "related:<role>:prefect.resource.name"
+    head, colon, tail = label.rpartition(":")
+    return f"{head}{colon}{headwater_label(tail)}" if colon else headwater_label(label)
 
 
 _LOOPING_EVENTS = (

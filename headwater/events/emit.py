@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from headwater.events.aliases import headwater_labels, headwater_name
 from headwater.events.bus import get_bus
 from headwater.events.schema import (
     RESOURCE_ID,
@@ -105,11 +106,16 @@ def emit_event(
         raise InvalidEventError(
             f"resource must be a mapping of labels, got {type(resource).__name__}"
         )
+    resource = headwater_labels(resource)  # Prefect's label names are ours
+    event = headwater_name(event) if isinstance(event, str) else event
     if not resource.get(RESOURCE_ID):
         raise InvalidEventError(
             f"resource is missing a non-empty {RESOURCE_ID!r} label (got labels {sorted(resource)})"
         )
-    all_related = [RelatedResource(item) for item in related or ()]
+    all_related = [
+        RelatedResource(headwater_labels(item) if isinstance(item, Mapping) else item)
+        for item in related or ()
+    ]
     if _providers:
         present = {item.get(RESOURCE_ID) for item in all_related}
         for provider in _providers:
