@@ -42,7 +42,7 @@ def test_a_prefect_style_trigger_fires_on_a_headwater_flow_run(
     assert etl() == 1
     noticed = wait_until(lambda: [e for e in events if e.event == "etl.noticed"])
     assert noticed and len([e for e in events if e.event == "etl.noticed"]) == 1
-    emitted = [e for e in events if e.event == "etl.noticed"][0]
+    emitted = next(e for e in events if e.event == "etl.noticed")
     assert emitted.resource.id.startswith("ops.headwater.flow-run.")
 
 
