@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"automations"},
     {"runner"},
     {"server"},
-    {"headwater"},  # headwater/__init__.py: the public API, and the wiring of the layers
+    {"headwater", "prefect_names"},  # the public API, the wiring of the layers, Prefect's names
     {"cli"},
     {"__main__", "demo"},
 ]
@@ -65,7 +65,16 @@ FACES = {
     "headwater.concurrency.sync",
     "headwater.concurrency.asyncio",
     "headwater.deployments",
+    "headwater.events",
     "headwater.schedules",
+    "headwater.events.actions",
+    "headwater.events.schemas",
+    "headwater.events.schemas.automations",
+    "headwater.events.schemas.deployment_triggers",
+    "headwater.events.schemas.events",
+    "headwater.client.schemas",
+    "headwater.client.schemas.objects",
+    "headwater.client.schemas.schedules",
 }
 """Prefect's import paths whose implementation lives elsewhere (README, migration table)."""
 

@@ -39,6 +39,15 @@ PUBLIC_MODULES = [
     "headwater.serializers",
     "headwater.filesystems",
     "headwater.locking",
+    "headwater.deployments",
+    "headwater.schedules",
+    "headwater.runtime.deployment",
+    "headwater.events.actions",
+    "headwater.events.schemas.automations",
+    "headwater.events.schemas.events",
+    "headwater.events.schemas.deployment_triggers",
+    "headwater.client.schemas.objects",
+    "headwater.client.schemas.schedules",
 ]
 
 
@@ -124,3 +133,89 @@ def test_prefect_names_import_from_the_submodules() -> None:
     assert exponential_backoff(backoff_factor=2)(3) == [2, 4, 8]
     assert Completed(data=1).is_completed()
     assert Failed().is_failed()
+
+
+def _migration_table_paths() -> list[str]:
+    """Every ``headwater....`` path the README's migration table names."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Migrating from Prefect", 1)[1].split("\n## ", 1)[0]
+    paths: set[str] = set()
+    for line in table.splitlines():
+        if not line.startswith("| "):
+            continue
+        for code in re.findall(r"`([^`]+)`", line):
+            if "-" in code or ".resource." in code:
+                continue  # a label or an event name, not an import path
+            for token in re.findall(r"headwater(?:\.[A-Za-z_][A-Za-z0-9_]*)+", code):
+                paths.add(token)
+    return sorted(paths)
+
+
+def test_the_migration_table_names_real_paths() -> None:
+    paths = _migration_table_paths()
+    assert len(paths) > 15, paths  # the table was read
+    broken = []
+    for path in paths:
+        module_name, found = path, None
+        while module_name:
+            try:
+                found = importlib.import_module(module_name)
+                break
+            except ModuleNotFoundError:
+                module_name = module_name.rpartition(".")[0]
+        rest = path[len(module_name) + 1 :].split(".") if path != module_name else []
+        value = found
+        for part in rest:
+            value = getattr(value, part, None)
+        if found is None or value is None:
+            broken.append(path)
+    assert not broken, f"the README's migration table names paths that do not exist: {broken}"
+
+
+def test_prefect_automation_paths_define_automations_as_prefect_does() -> None:
+    from headwater.client.schemas.objects import StateType
+    from headwater.events import DeploymentEventTrigger, EventTrigger, RunDeployment
+    from headwater.events.actions import ChangeFlowRunState
+    from headwater.events.schemas.automations import Automation, Posture
+    from headwater.events.schemas.events import ResourceSpecification
+
+    automation = Automation(
+        name="prefect-style",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CANCELLED.value)],
+    )
+    assert automation.trigger.expect == ["headwater.flow-run.Failed"]
+    spec: ResourceSpecification = {"prefect.resource.id": "x"}
+    assert spec
+    trigger = DeploymentEventTrigger(expect={"file.arrived"}, parameters={"path": "{{ event }}"})
+    assert trigger.parameters == {"path": "{{ event }}"}
+    assert RunDeployment(deployment_id="01a23f13-9d04-7eba-8a73-b426d5463528").type == (
+        "run-deployment"
+    )
+
+
+def test_task_input_hash_keys_on_the_task_and_its_inputs() -> None:
+    from headwater import flow, task
+    from headwater.tasks import task_input_hash
+
+    calls = []
+
+    @task(cache_key_fn=task_input_hash, persist_result=True)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    @flow
+    def twice() -> list[int]:
+        return [double(3), double(3), double(4)]
+
+    assert twice() == [6, 6, 8]
+    assert calls.count(3) <= 1 and 4 in calls

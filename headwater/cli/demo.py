@@ -16,10 +16,10 @@ from headwater.cli.database import with_database
 from headwater.cli.errors import CliError
 from headwater.cli.output import STATE_STYLES, duration_text, new_table, state_text
 from headwater.cli.output import console as output_console
-from headwater.events import Event
+from headwater.events.schema import Event
 
 if TYPE_CHECKING:
-    from headwater.events import Event
+    from headwater.events.schema import Event
     from headwater.storage import Database, FlowRunRecord, TaskRunRecord
 
 __all__ = ["demo", "event_line", "main", "show_demo"]

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from headwater import allow_failure, flow, get_run_logger, task
-from headwater.events import Event, get_bus
+from headwater.events.bus import get_bus
+from headwater.events.schema import Event
 
 __all__ = ["SOURCES", "nightly_etl", "run_demo"]
 

@@ -197,7 +197,8 @@ def emit(
 
     Needs a resource id, from --resource-id or a headwater.resource.id label in --resource.
     """
-    from headwater.events import emit_event, get_bus
+    from headwater.events.bus import get_bus
+    from headwater.events.emit import emit_event
     from headwater.events.schema import RESOURCE_ID
     from headwater.settings import get_settings
     from headwater.storage import ensure_persistence

@@ -21,6 +21,7 @@ import msgspec
 from headwater.exceptions import CacheKeyError
 
 __all__ = [
+    "task_input_hash",
     "DEFAULT",
     "FLOW_PARAMETERS",
     "INPUTS",
@@ -70,6 +71,23 @@ def hash_objects(*objects: Any) -> str:
         return _digest(*(_value_bytes(value) for value in objects))
     except Exception as exc:
         raise CacheKeyError(f"cannot hash {type(exc).__name__}: {exc}") from exc
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
+    """Prefect's classic ``cache_key_fn``: the task's key, its code and its inputs.
+
+    Returns None (no caching) when an input cannot be hashed, as Prefect's does.
+    """
+    task = context.task
+    code = getattr(getattr(task, "fn", None), "__code__", None)
+    try:
+        return hash_objects(
+            getattr(task, "task_key", getattr(task, "name", "")),
+            None if code is None else code.co_code.hex(),
+            arguments,
+        )
+    except CacheKeyError:
+        return None
 
 
 class CachePolicy:

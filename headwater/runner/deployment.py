@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from headwater.automations.automation import Automation, run_sync
+from headwater.automations.deployment_triggers import split_options
 from headwater.automations.model import AutomationDefinition, parse_automation
 from headwater.automations.store import delete_automation, read_automations
 from headwater.deployments.backend import LocalBackend, get_backend
@@ -226,20 +228,32 @@ def _deployment_name(name: str | None, flow: Flow[..., Any]) -> str:
 
 
 def _trigger_json(trigger: Any, deployment_name: str) -> dict[str, Any]:
-    """A trigger as the JSON of an automation's trigger (checked now)."""
+    """A trigger (with its automation's options, if a deployment trigger) as JSON, checked."""
     data = dict(trigger) if isinstance(trigger, dict) else msgspec.to_builtins(trigger)
     data.setdefault("type", "event")
+    own, options = split_options(data)
     try:
         parse_automation(
             {
                 "name": f"check {deployment_name}",
-                "trigger": data,
-                "actions": [{"type": "do-nothing"}],
+                "trigger": own,
+                "actions": [_run_action(uuid.uuid4(), options.get("parameters"))],
             }
         )
     except ValueError as exc:
         raise DeploymentValidationError(f"triggers of {deployment_name}: {exc}") from None
     return data
+
+
+def _run_action(deployment_id: uuid.UUID, parameters: Any) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "type": "run-deployment",
+        "source": "selected",
+        "deployment_id": str(deployment_id),
+    }
+    if parameters is not None:
+        action["parameters"] = parameters
+    return action
 
 
 def _replace_triggers(deployment: DeploymentDefinition) -> None:
@@ -249,18 +263,15 @@ def _replace_triggers(deployment: DeploymentDefinition) -> None:
         if automation.id is not None:
             run_sync(functools.partial(delete_automation, automation.id))
     for index, trigger in enumerate(deployment.triggers):
+        own, options = split_options(trigger)
         definition: AutomationDefinition = parse_automation(
             {
-                "name": f"{deployment.full_name}__automation_{index + 1}",
-                "description": f"Runs deployment {deployment.full_name}",
-                "trigger": trigger,
-                "actions": [
-                    {
-                        "type": "run-deployment",
-                        "source": "selected",
-                        "deployment_id": str(deployment.id),
-                    }
-                ],
+                "name": options.get("name") or f"{deployment.full_name}__automation_{index + 1}",
+                "description": options.get("description")
+                or f"Runs deployment {deployment.full_name}",
+                "enabled": options.get("enabled", True),
+                "trigger": own,
+                "actions": [_run_action(deployment.id, options.get("parameters"))],
                 "owner_resource": owner,
             }
         )

@@ -169,3 +169,41 @@ def test_only_runs_of_deployments_in_progress_can_be_suspended(home: Path) -> No
     run, _ = runs.create_run(deployment)
     with pytest.raises(DeploymentValidationError, match="only a Pending or Running run"):
         runs.suspend_run(run.id, "no", 60)
+
+
+def test_a_prefect_deployment_trigger_names_its_automation_and_templates_parameters(
+    home: Path,
+) -> None:
+    from headwater.events import DeploymentEventTrigger
+
+    stored = greet.to_deployment(
+        "d",
+        triggers=[
+            DeploymentEventTrigger(
+                name="greet arrivals",
+                expect={"file.arrived"},
+                parameters={"name": "{{ event.payload.who }}"},
+            )
+        ],
+    ).apply()
+    import anyio
+
+    (owned,) = [
+        a
+        for a in anyio.run(read_automations)
+        if a.owner_resource == f"headwater.deployment.{stored.id}"
+    ]
+    assert owned.name == "greet arrivals"
+    assert owned.actions[0].parameters == {"name": "{{ event.payload.who }}"}
+    emit_event("file.arrived", resource={"prefect.resource.id": "bucket.a"}, payload={"who": "z"})
+
+    def made() -> list[tuple]:
+        connection = sqlite3.connect(home / "headwater.db")
+        try:
+            return connection.execute(
+                "SELECT parameters FROM flow_runs WHERE deployment_id = ?", (str(stored.id),)
+            ).fetchall()
+        finally:
+            connection.close()
+
+    assert _wait(made)[0][0] == '{"name":"z"}'

@@ -1,0 +1,1 @@
+"""Prefect's ``prefect.client.schemas`` package: the shapes of runs and schedules."""

@@ -1,0 +1,1 @@
+"""Prefect's ``prefect.events.schemas`` package: events, automations, deployment triggers."""
