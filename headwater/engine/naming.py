@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -142,8 +144,19 @@ def generate_slug() -> str:
     return f"{_random.choice(_ADJECTIVES)}-{_random.choice(_NOUNS)}"
 
 
+naming: contextvars.ContextVar[tuple[str, Mapping[str, Any]] | None] = contextvars.ContextVar(
+    "headwater_naming", default=None
+)
+"""``(kind, parameters)`` while a run name callable runs: ``headwater.runtime.flow_run`` /
+``task_run.parameters`` answer from it, as Prefect's name callables expect (the run's own
+context does not exist yet when its name is made)."""
+
+
 def render_run_name(
-    template: str | Callable[..., str], parameters: Mapping[str, Any], owner: str
+    template: str | Callable[..., str],
+    parameters: Mapping[str, Any],
+    owner: str,
+    kind: str = "flow-run",
 ) -> str:
     """Render a ``flow_run_name``/``task_run_name``: a format string over the parameters,
     or a callable taking no arguments or ``parameters=``.
@@ -159,7 +172,11 @@ def render_run_name(
             accepts_parameters = "parameters" in inspect.signature(template).parameters
         except (TypeError, ValueError):
             accepts_parameters = False
-        name = template(parameters=dict(parameters)) if accepts_parameters else template()
+        token = naming.set((kind, parameters))
+        try:
+            name = template(parameters=dict(parameters)) if accepts_parameters else template()
+        finally:
+            naming.reset(token)
         if not isinstance(name, str):
             raise ValueError(
                 f"{owner}: the run name callable returned {type(name).__name__}, expected str"

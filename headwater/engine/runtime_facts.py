@@ -11,6 +11,7 @@ from typing import Any
 
 from headwater.engine.adoption import deployment_context
 from headwater.engine.context import flow_run_context, task_run_context
+from headwater.engine.naming import naming
 
 __all__ = [
     "DEPLOYMENT_FACTS",
@@ -55,6 +56,9 @@ def flow_run_fact(name: str) -> Any:
     if name == "flow_version":
         return run.flow_version if run else None
     if name == "parameters":
+        being_named = naming.get()
+        if being_named is not None and being_named[0] == "flow-run":
+            return dict(being_named[1])
         return dict(run.parameters) if run else {}
     if name == "tags":
         return list(run.tags) if run else []
@@ -80,6 +84,9 @@ def task_run_fact(name: str) -> Any:
     if name == "task_name":
         return run.task_name if run else None
     if name == "parameters":
+        being_named = naming.get()
+        if being_named is not None and being_named[0] == "task-run":
+            return dict(being_named[1])
         if context is None or run is None:
             return {}
         if run.parameters is None:

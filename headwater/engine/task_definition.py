@@ -167,4 +167,6 @@ class TaskDefinition(Generic[P, R]):
 
     def render_run_name(self, parameters: dict[str, Any]) -> str:
         assert self.task_run_name is not None
-        return render_run_name(self.task_run_name, parameters, f"task {self.name!r}")
+        return render_run_name(
+            self.task_run_name, parameters, f"task {self.name!r}", kind="task-run"
+        )

@@ -271,6 +271,7 @@ def _merge_runs(rows: dict[str, list[Any]], later: dict[str, list[Any]]) -> None
         if current is None:
             rows[run_id] = row
             continue
+        current[1] = row[1]  # the later rows carry the run's latest name
         # the later row's latest state, then what it kept of the states before it
         _fold_state(
             current,
@@ -338,6 +339,8 @@ def _add_flow_run(
         rows.flow_runs[run_id] = row
         if flow_name and flow_name not in rows.flows:
             rows.flows[flow_name] = (flow_id(flow_name), flow_name, now)
+    elif info.get("name"):
+        row[1] = info["name"]  # renamed (flow_run_name) within the batch: the latest
     state_id, state_type, name, message, occurred = state
     _fold_state(row, state_id, state_type, name, message, occurred, run_count)
     rows.heartbeats.discard(run_id)
@@ -530,6 +533,8 @@ def _add_transition(rows: BatchRows, record: TransitionRecord) -> None:
             ]
             if flow_name and flow_name not in rows.flows:
                 rows.flows[flow_name] = (flow_id(flow_name), flow_name, rows.received)
+        else:
+            row[1] = identity.name  # renamed (flow_run_name) within the batch: the latest
         rows.heartbeats.discard(run_id)
     _fold_state(
         row,
