@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
