@@ -34,7 +34,8 @@ re-raised as the original object.
     │   ├── DatabaseUnavailableError  cannot be opened or written (permissions, disk full, locked)
     │   ├── DatabaseCorruptError      the file is not a headwater database, or is damaged
     │   ├── SchemaVersionError        written by a newer headwater than this one
-    │   └── InvalidPageTokenError     a page token that this database did not issue
+    │   ├── InvalidPageTokenError     a page token that this database did not issue
+    │   └── InvalidRunDeletion        a run still in progress cannot be deleted (ValueError)
     ├── BlockError                  a block cannot be built, saved, loaded or used
     │   ├── InvalidBlockError         a field value of the wrong type, a bad name (ValueError)
     │   │   └── UnknownPlaceholderError  a {{key}} no custom webhook can fill (also KeyError)
@@ -273,6 +274,10 @@ class SchemaVersionError(StorageError):
             f"schema version {found} is newer than the newest this headwater supports "
             f"({supported}); upgrade headwater, or point HEADWATER_DATABASE_URL elsewhere",
         )
+
+
+class InvalidRunDeletion(StorageError, ValueError):
+    """A run that cannot be deleted yet: it is still in progress."""
 
 
 class InvalidPageTokenError(StorageError, ValueError):

@@ -24,7 +24,7 @@ from headwater.exceptions import VariableError
 from headwater.ids import new_uuid
 from headwater.storage.database import Database
 
-__all__ = ["Variable"]
+__all__ = ["Variable", "read_variables"]
 
 T = TypeVar("T")
 
@@ -84,6 +84,23 @@ class Variable(msgspec.Struct, kw_only=True):
     async def aunset(cls, name: str) -> bool:
         """Async twin of :meth:`unset`."""
         return await block_store.run_async(_unset_with(_checked_name(name)))
+
+
+def read_variables() -> list[Variable]:
+    """Every saved variable, by name."""
+
+    async def work(database: Database) -> list[Variable]:
+        async with (
+            database.read() as connection,
+            connection.execute("SELECT name, value, tags FROM variables ORDER BY name") as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [
+            Variable(name=name, value=msgspec.json.decode(value), tags=msgspec.json.decode(tags))
+            for name, value, tags in rows
+        ]
+
+    return block_store.run_sync(work)
 
 
 def _checked_name(name: Any) -> str:

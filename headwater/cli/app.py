@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from headwater.cli.artifacts import artifact
+from headwater.cli.blocks import block, variable
 from headwater.cli.automations import automation
 from headwater.cli.concurrency_limits import concurrency_limit
 from headwater.cli.config import config
@@ -93,6 +94,8 @@ cli.add_command(server)
 cli.add_command(webhook)
 cli.add_command(concurrency_limit)
 cli.add_command(artifact)
+cli.add_command(block)
+cli.add_command(variable)
 
 
 def main(args: Sequence[str] | None = None) -> None:

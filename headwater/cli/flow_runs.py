@@ -190,3 +190,24 @@ def cancel(flow_run_id: str) -> None:
     if found is None:
         raise CliError(f"flow run {run_id} has already ended; nothing to cancel")
     click.echo(f"Cancelling flow run {found.name!r} ({run_id}), which was {found.state_name}.")
+
+
+@flow_run.command("delete")
+@click.argument("flow_run_id", metavar="ID")
+def delete(flow_run_id: str) -> None:
+    """Delete an ended flow run with its task runs, events and logs. ID may be a prefix."""
+    from headwater.cli.database import with_database
+    from headwater.settings import get_settings
+    from headwater.storage.retention import delete_flow_run
+
+    if get_settings().api_url:
+        raise CliError("flow-run delete works on the local database; unset HEADWATER_API_URL")
+
+    async def query(history: History) -> Any:
+        return await history.resolve("flow-run", flow_run_id)
+
+    run_id = with_history(query)
+    removed = with_database(lambda database: delete_flow_run(database, str(run_id)))
+    if not removed:
+        raise CliError(f"no flow run {run_id}")
+    click.echo(f"Deleted flow run {run_id} ({removed - 1} task run(s)).")

@@ -24,10 +24,11 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
+from headwater.exceptions import InvalidRunDeletion
 from headwater.storage.database import Database
 from headwater.storage.rows import format_timestamp
 
-__all__ = ["PruneResult", "prune"]
+__all__ = ["PruneResult", "delete_flow_run", "prune"]
 
 
 class PruneResult(msgspec.Struct, kw_only=True):
@@ -267,3 +268,41 @@ async def prune(
         if removed < batch_size:
             break
     return result
+
+
+async def delete_flow_run(database: Database, flow_run_id: str) -> int:
+    """Delete one ended flow run with its task runs, their events and logs.
+
+    Returns:
+        The number of runs removed (0 when there is no such flow run).
+
+    Raises:
+        InvalidRunDeletion: the run is still in progress (its next event would bring it
+            back); cancel it first.
+    """
+
+    async def work(connection: aiosqlite.Connection) -> int:
+        async with connection.execute(
+            "SELECT state_type, state_name FROM flow_runs WHERE id = ?", (flow_run_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return 0
+        if row[0] in ("PENDING", "RUNNING", "CANCELLING"):
+            raise InvalidRunDeletion(
+                f"flow run {flow_run_id} is {row[1]}; cancel it before deleting it"
+            )
+        async with connection.execute(
+            "SELECT id FROM task_runs WHERE flow_run_id = ?", (flow_run_id,)
+        ) as cursor:
+            task_ids = [task_row[0] for task_row in await cursor.fetchall()]
+        await _delete_run_events(
+            connection,
+            [f"headwater.task-run.{i}" for i in task_ids] + [f"headwater.flow-run.{flow_run_id}"],
+        )
+        await connection.execute("DELETE FROM logs WHERE flow_run_id = ?", (flow_run_id,))
+        await connection.execute("DELETE FROM task_runs WHERE flow_run_id = ?", (flow_run_id,))
+        await connection.execute("DELETE FROM flow_runs WHERE id = ?", (flow_run_id,))
+        return 1 + len(task_ids)
+
+    return await database.write(work)
