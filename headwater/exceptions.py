@@ -34,8 +34,8 @@ re-raised as the original object.
     │   ├── DatabaseUnavailableError  cannot be opened or written (permissions, disk full, locked)
     │   ├── DatabaseCorruptError      the file is not a headwater database, or is damaged
     │   ├── SchemaVersionError        written by a newer headwater than this one
-    │   ├── InvalidPageTokenError     a page token that this database did not issue
-    │   └── InvalidRunDeletion        a run still in progress cannot be deleted (ValueError)
+    │   └── InvalidPageTokenError     a page token that this database did not issue
+    ├── InvalidRunDeletion          a run still in progress cannot be deleted (ValueError)
     ├── BlockError                  a block cannot be built, saved, loaded or used
     │   ├── InvalidBlockError         a field value of the wrong type, a bad name (ValueError)
     │   │   └── UnknownPlaceholderError  a {{key}} no custom webhook can fill (also KeyError)
@@ -276,7 +276,7 @@ class SchemaVersionError(StorageError):
         )
 
 
-class InvalidRunDeletion(StorageError, ValueError):
+class InvalidRunDeletion(HeadwaterError, ValueError):
     """A run that cannot be deleted yet: it is still in progress."""
 
 

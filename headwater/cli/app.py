@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from headwater.cli.artifacts import artifact
-from headwater.cli.blocks import block, variable
 from headwater.cli.automations import automation
+from headwater.cli.blocks import block, variable
 from headwater.cli.concurrency_limits import concurrency_limit
 from headwater.cli.config import config
 from headwater.cli.db import db
