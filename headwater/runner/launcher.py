@@ -70,8 +70,11 @@ def _exit_explanation(code: int) -> str:
     return f"Flow run process exited with status {code} without reporting a final state"
 
 
+_IN_PROGRESS = (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)
+
+
 class _Child:
-    __slots__ = ("process", "run_id", "deployment", "stopping", "started", "done")
+    __slots__ = ("process", "run_id", "deployment", "stopping", "started", "done", "superseded")
 
     def __init__(
         self, process: anyio.abc.Process, run_id: uuid.UUID, deployment: DeploymentDefinition
@@ -82,6 +85,7 @@ class _Child:
         self.stopping: str | None = None  # why its process is being stopped
         self.started = time.monotonic()
         self.done = anyio.Event()  # its end is recorded
+        self.superseded = False  # its run (suspended, resumed) was given a new process
 
 
 class Runner:
@@ -289,6 +293,9 @@ class Runner:
             )
             return
         child = _Child(process, run_id, deployment)
+        earlier = self._children.get(run_id)
+        if earlier is not None:
+            earlier.superseded = True  # its exit is no longer the run's to record
         self._children[run_id] = child
         self.launched += 1
         logger.info(
@@ -308,9 +315,14 @@ class Runner:
         try:
             with anyio.CancelScope(shield=True):
                 run = await anyio.to_thread.run_sync(self.backend.read_run, child.run_id)
-                if run is not None and run.state_type is StateType.PAUSED:
-                    pass  # suspended: it waits for resume_run, then starts anew
-                elif run is not None and not run.is_final:
+                # Only a run this process was still running is this exit's to end: one that
+                # was suspended (and maybe resumed since, waiting or claimed again) is not.
+                if (
+                    run is not None
+                    and not child.superseded
+                    and run.launcher == self.id
+                    and run.state_type in _IN_PROGRESS
+                ):
                     if child.stopping is not None and run.state_type is StateType.CANCELLING:
                         await anyio.to_thread.run_sync(
                             self.backend.end_run,
