@@ -625,11 +625,10 @@ def _waiting_due(
     *,
     limit: int,
     after: tuple[str, str] | None = None,
-    automatic_only: bool = False,
 ) -> list[RunRow]:
     """Due waiting runs, oldest first, at most ``limit``, after the ``(time, id)`` cursor."""
     found: list[RunRow] = []
-    condition = " AND schedule_key IS NOT NULL" if automatic_only else ""
+    condition = ""
     cursor: tuple[str, ...] = ()
     if after is not None:
         condition += " AND (expected_start_time, id) > (?, ?)"
@@ -652,53 +651,59 @@ def _apply_catchup(
     deployments: dict[str, DeploymentDefinition],
     now: datetime.datetime,
 ) -> list[_Change]:
-    """Skip (Cancelled) the due auto-scheduled runs that catch-up policies say to skip."""
+    """Skip (Cancelled) the due auto-scheduled runs that catch-up policies say to skip.
+
+    The queries find only runs to skip (a newer due run of the same deployment exists, or
+    the run is older than the allowed lateness), so a launcher that is keeping up pays one
+    index probe per deployment, not a read of every due run.
+    """
     changes: list[_Change] = []
-    catching_up = [d for d, dep in deployments.items() if dep.catchup != "all"]
-    if not catching_up:
-        return changes
-    due = _waiting_due(connection, catching_up, now, limit=100_000, automatic_only=True)
-    by_deployment: dict[str, list[RunRow]] = {}
-    for run in due:
-        by_deployment.setdefault(str(run.deployment_id), []).append(run)
-    for deployment_id, waiting in by_deployment.items():
-        deployment = deployments[deployment_id]
-        skip, reason = _skipped_by_catchup(deployment, waiting, now)
-        for run in skip:
-            change = _set_state(
-                connection,
-                run,
-                deployment.full_name,
-                StateType.CANCELLED,
-                "Cancelled",
-                reason,
-                expect=(StateType.SCHEDULED,),
-                now=now,
-            )
-            if change is not None:
-                changes.append(change)
+    latest = [d for d, dep in deployments.items() if dep.catchup == "latest"]
+    by_lateness: dict[datetime.timedelta, list[str]] = {}
+    for deployment_id, deployment in deployments.items():
+        if deployment.catchup == "skip" and deployment.catchup_after is not None:
+            by_lateness.setdefault(deployment.catchup_after, []).append(deployment_id)
+    stamp = format_timestamp(now)
+    found: list[tuple[RunRow, str]] = []
+    for chunk in _chunks(latest):
+        marks = ",".join("?" * len(chunk))
+        rows = connection.execute(
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs AS r WHERE deployment_id IN ({marks})"
+            " AND state_type = 'SCHEDULED' AND schedule_key IS NOT NULL"
+            " AND expected_start_time <= ? AND EXISTS (SELECT 1 FROM flow_runs AS n"
+            " WHERE n.deployment_id = r.deployment_id AND n.state_type = 'SCHEDULED'"
+            " AND n.schedule_key IS NOT NULL AND n.expected_start_time <= ?"
+            " AND n.expected_start_time > r.expected_start_time) LIMIT 10000",
+            (*chunk, stamp, stamp),
+        ).fetchall()
+        reason = "Skipped: a later scheduled run of this deployment is due (catch-up 'latest')"
+        found += [(_row(values), reason) for values in rows]
+    for after, ids in by_lateness.items():
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows = connection.execute(
+                f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE deployment_id IN ({marks})"
+                " AND state_type = 'SCHEDULED' AND schedule_key IS NOT NULL"
+                " AND expected_start_time < ? LIMIT 10000",
+                (*chunk, format_timestamp(now - after)),
+            ).fetchall()
+            reason = f"Skipped: more than {after.total_seconds():g} s late (catch-up policy)"
+            found += [(_row(values), reason) for values in rows]
+    for run, reason in found:
+        deployment = deployments[str(run.deployment_id)]
+        change = _set_state(
+            connection,
+            run,
+            deployment.full_name,
+            StateType.CANCELLED,
+            "Cancelled",
+            reason,
+            expect=(StateType.SCHEDULED,),
+            now=now,
+        )
+        if change is not None:
+            changes.append(change)
     return changes
-
-
-def _skipped_by_catchup(
-    deployment: DeploymentDefinition, runs: list[RunRow], now: datetime.datetime
-) -> tuple[list[RunRow], str]:
-    """The due auto-scheduled runs the deployment's catch-up policy skips, and why."""
-    automatic = [run for run in runs if run.schedule_key is not None]
-    policy = deployment.catchup
-    if policy == "all" or not automatic:
-        return [], ""
-    if policy == "latest":
-        return automatic[
-            :-1
-        ], "Skipped: a later scheduled run of this deployment is due (catch-up 'latest')"
-    after = deployment.catchup_after or datetime.timedelta(0)
-    late = [
-        run
-        for run in automatic
-        if run.expected_start_time and run.expected_start_time < now - after
-    ]
-    return late, f"Skipped: more than {after.total_seconds():g} s late (catch-up policy)"
 
 
 def _active_counts(connection: sqlite3.Connection, deployment_ids: list[str]) -> dict[str, int]:
