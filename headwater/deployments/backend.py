@@ -58,6 +58,7 @@ class RunnerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a launcher asks the server for its deployments (``/api/runner/*``)."""
 
     deployment_ids: list[uuid.UUID]
+    run_ids: list[uuid.UUID] = msgspec.field(default_factory=list)
     launcher: str = ""
     capacity: int = 0
     late_after_seconds: float = 15.0
@@ -97,7 +98,7 @@ class Backend(Protocol):
         self, deployments: list[DeploymentDefinition], launcher: str, capacity: int
     ) -> list[Claim]: ...
     def next_due(self, deployments: list[DeploymentDefinition]) -> datetime.datetime | None: ...
-    def runs_to_stop(self, launcher: str) -> list[RunRow]: ...
+    def runs_to_stop(self, launcher: str, run_ids: list[uuid.UUID]) -> list[RunRow]: ...
     def stamp(self) -> Any: ...
 
 
@@ -159,8 +160,8 @@ class LocalBackend:
     def next_due(self, deployments: list[DeploymentDefinition]) -> datetime.datetime | None:
         return runs.next_due(str(d.id) for d in deployments)
 
-    def runs_to_stop(self, launcher: str) -> list[RunRow]:
-        return runs.runs_to_stop(launcher)
+    def runs_to_stop(self, launcher: str, run_ids: list[uuid.UUID]) -> list[RunRow]:
+        return runs.runs_to_stop(launcher, run_ids)
 
     def stamp(self) -> Any:
         """Changes when any deployment changes (a launcher then re-reads its own)."""
@@ -281,8 +282,8 @@ class ApiBackend:
             "POST", "/runner/next_due", self._request(deployments), datetime.datetime | None
         )
 
-    def runs_to_stop(self, launcher: str) -> list[RunRow]:
-        body = RunnerRequest(deployment_ids=[], launcher=launcher)
+    def runs_to_stop(self, launcher: str, run_ids: list[uuid.UUID]) -> list[RunRow]:
+        body = RunnerRequest(deployment_ids=[], launcher=launcher, run_ids=run_ids)
         return self._call("POST", "/runner/to_stop", body, list[RunRow])
 
     def stamp(self) -> Any:

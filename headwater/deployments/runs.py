@@ -889,17 +889,22 @@ def next_due(deployment_ids: Iterable[str]) -> datetime.datetime | None:
     return earliest
 
 
-def runs_to_stop(launcher: str) -> list[RunRow]:
-    """The runs this launcher started that someone asked to cancel (Cancelling) or to
-    suspend (Suspended)."""
+def runs_to_stop(launcher: str, run_ids: Iterable[uuid.UUID]) -> list[RunRow]:
+    """Of the runs this launcher is running (``run_ids``), those someone asked to cancel
+    (Cancelling) or to suspend (Suspended): looked up by id, never a scan."""
+    ids = [str(run_id) for run_id in run_ids]
+    found: list[RunRow] = []
     with get_sync_connection().read() as connection:
-        rows = connection.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE launcher = ?"
-            " AND (state_type = 'CANCELLING'"
-            " OR (state_type = 'PAUSED' AND state_name = 'Suspended'))",
-            (launcher,),
-        ).fetchall()
-    return [_row(values) for values in rows]
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows = connection.execute(
+                f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id IN ({marks}) AND launcher = ?"
+                " AND (state_type = 'CANCELLING'"
+                " OR (state_type = 'PAUSED' AND state_name = 'Suspended'))",
+                (*chunk, launcher),
+            ).fetchall()
+            found += [_row(values) for values in rows]
+    return found
 
 
 def request_cancellation(flow_run_id: uuid.UUID, message: str) -> RunRow | None:

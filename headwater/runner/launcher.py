@@ -348,7 +348,9 @@ class Runner:
             self._wake.set()  # a slot is free
 
     async def _stop_cancelled(self) -> None:
-        cancelling = await anyio.to_thread.run_sync(self.backend.runs_to_stop, self.id)
+        cancelling = await anyio.to_thread.run_sync(
+            self.backend.runs_to_stop, self.id, list(self._children)
+        )
         for run in cancelling:
             child = self._children.get(run.id)
             if child is not None and child.stopping is None:

@@ -165,7 +165,7 @@ async def runner_next_due(request: Request) -> JSONResponse:
 
 async def runner_to_stop(request: Request) -> JSONResponse:
     body = await decode_body(request, RunnerRequest)
-    return JSONResponse(await _call(runs.runs_to_stop, body.launcher))
+    return JSONResponse(await _call(runs.runs_to_stop, body.launcher, body.run_ids))
 
 
 async def runner_read_run(request: Request) -> JSONResponse:

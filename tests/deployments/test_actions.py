@@ -151,7 +151,9 @@ def test_a_suspended_run_waits_and_a_resumed_one_is_due_again(home: Path) -> Non
     runs.suspend_run(run.id, "waiting for approval", 60)
     suspended = runs.read_run(run.id)
     assert suspended is not None and suspended.state_name == "Suspended"
-    assert [r.id for r in runs.runs_to_stop("l")] == [run.id]  # its launcher stops its process
+    assert [r.id for r in runs.runs_to_stop("l", [run.id])] == [
+        run.id
+    ]  # its launcher stops its process
     runs.resume_run(run.id)
     resumed = runs.read_run(run.id)
     assert resumed is not None and (resumed.state_type.value, resumed.state_name) == (
