@@ -26,7 +26,7 @@ from headwater.engine.futures import resolve_futures_to_states
 from headwater.engine.hooks import run_hooks_async, run_hooks_sync
 from headwater.engine.logging import enable_log_prints, get_run_logger, reset_log_prints
 from headwater.engine.naming import generate_slug
-from headwater.engine.runs import FlowRun, set_state
+from headwater.engine.runs import FlowRun, TaskRun, set_state
 from headwater.engine.startup import ensure_started
 from headwater.engine.states import (
     AwaitingRetry,
@@ -74,6 +74,15 @@ class FlowRunEngine:
         if adoption is not None:
             tags = tags | set(adoption.tags)
         deployment = None if adoption is None else adoption.deployment
+        # A subflow stands in its parent as a task run of the same name and states, as in
+        # Prefect (the parent's graph and wait_for see it).
+        self.placeholder: TaskRun | None = None
+        if self.parent is not None and adoption is None:
+            key = f"subflow.{flow.name}"
+            index = self.parent.next_task_index(key)
+            self.placeholder = TaskRun(
+                key, flow.name, f"{flow.name}-{index}", tuple(sorted(tags)), self.parent.flow_run
+            )
         self.flow_run = FlowRun(
             flow.name,
             generate_slug() if adoption is None else adoption.name,
@@ -83,6 +92,7 @@ class FlowRunEngine:
             flow.version,
             run_id=None if adoption is None else adoption.flow_run_id,
             deployment=None if deployment is None else (deployment.id, deployment.name),
+            parent_task_run_id=None if self.placeholder is None else self.placeholder.id,
         )
         self.validation_error: ParameterTypeError | None = None
         self.persist_result = flow_persists(flow, self.parent)
@@ -108,6 +118,10 @@ class FlowRunEngine:
     # -- decisions ---------------------------------------------------------------------------
     def transition(self, state: State[Any]) -> None:
         set_state(self.flow_run, state)
+        if self.placeholder is not None:
+            set_state(
+                self.placeholder, State(type=state.type, name=state.name, message=state.message)
+            )
         if self.watch is not None:
             for record in self.watch.drain():
                 if type(record) is not TransitionRecord:

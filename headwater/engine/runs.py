@@ -33,6 +33,7 @@ class FlowRun:
         "parameters",
         "deployment",
         "parent_flow_run_id",
+        "parent_task_run_id",
         "root_flow_run_id",
         "run_count",
         "start_time",
@@ -51,10 +52,12 @@ class FlowRun:
         *,
         run_id: uuid.UUID | None = None,
         deployment: tuple[uuid.UUID, str] | None = None,
+        parent_task_run_id: uuid.UUID | None = None,
     ) -> None:
         # run_id: a run made before it started (a deployment's), adopted by its process
         self.id = new_uuid() if run_id is None else run_id
         self.deployment = deployment
+        self.parent_task_run_id = parent_task_run_id
         self.name = name
         self.flow_name = flow_name
         self.flow_version = flow_version
@@ -90,6 +93,7 @@ class FlowRun:
             flow_version=self.flow_version,
             parameters=self.parameters,
             deployment=self.deployment,
+            parent_task_run_id=self.parent_task_run_id,
         )
 
     def __repr__(self) -> str:

@@ -101,6 +101,7 @@ class RunIdentity:
         "flow_version",
         "parameters",
         "deployment",
+        "parent_task_run_id",
         "_resource_id",
         "_id_text",
         "_related",
@@ -125,6 +126,7 @@ class RunIdentity:
         flow_version: str | None = None,
         parameters: dict[str, Any] | None = None,
         deployment: tuple[uuid.UUID, str] | None = None,
+        parent_task_run_id: uuid.UUID | None = None,
     ) -> None:
         self.kind = kind
         self.id = id
@@ -139,6 +141,7 @@ class RunIdentity:
         self.flow_version = flow_version
         self.parameters = parameters
         self.deployment = deployment  # (id, "flow/deployment") of a deployment's run
+        self.parent_task_run_id = parent_task_run_id  # a subflow's task run in its parent
         # built on first use, on the consumer side: none of this is per-task-path work
         self._resource_id: str | None = None
         self._id_text: str | None = None
@@ -259,6 +262,8 @@ class RunIdentity:
             }
             if self.deployment is not None:
                 summary["deployment_id"] = str(self.deployment[0])
+            if self.parent_task_run_id is not None:
+                summary["parent_task_run_id"] = str(self.parent_task_run_id)
             return summary
         return {
             "id": self.id_text,

@@ -121,6 +121,7 @@ _STATEMENTS = (
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,"
     " flow_version = excluded.flow_version,"
     " parent_flow_run_id = coalesce(excluded.parent_flow_run_id, flow_runs.parent_flow_run_id),"
+    " parent_task_run_id = coalesce(excluded.parent_task_run_id, flow_runs.parent_task_run_id),"
     " parameters = excluded.parameters, tags = excluded.tags,"
     " pid = coalesce(excluded.pid, flow_runs.pid),"
     " hostname = coalesce(excluded.hostname, flow_runs.hostname),"

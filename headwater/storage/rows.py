@@ -230,7 +230,7 @@ _RUN_COUNT, _START, _END = 10, 11, 12
 FLOW_RUN_COLUMNS = (
     "id, name, flow_name, flow_version, parent_flow_run_id, state_id, state_type, state_name,"
     " state_message, state_timestamp, run_count, start_time, end_time, parameters, tags, pid,"
-    " hostname, heartbeat, created"
+    " hostname, heartbeat, parent_task_run_id, created"
 )
 TASK_RUN_COLUMNS = (
     "id, name, task_key, task_name, flow_run_id, state_id, state_type, state_name,"
@@ -334,6 +334,7 @@ def _add_flow_run(
             info.get("pid"),
             info.get("hostname"),
             now,
+            info.get("parent_task_run_id"),
             state[4],
         ]
         rows.flow_runs[run_id] = row
@@ -529,6 +530,7 @@ def _add_transition(rows: BatchRows, record: TransitionRecord) -> None:
                 summary["pid"],
                 summary["hostname"],
                 rows.received,
+                summary.get("parent_task_run_id"),
                 occurred,
             ]
             if flow_name and flow_name not in rows.flows:

@@ -4,15 +4,15 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import msgspec
 import pytest
 from storage_helpers import T0, run_events
 
 from headwater.exceptions import DatabaseCorruptError, SchemaVersionError
-from headwater.storage import batch
 from headwater.storage.database import open_database
 from headwater.storage.migrations import PAGE_SIZE, migrate, schema_version
 from headwater.storage.queries import read_flow_run
-from headwater.storage.rows import build_rows
+from headwater.storage.rows import format_timestamp
 from headwater.storage.schema import LATEST_VERSION, MIGRATIONS
 from headwater.storage.sqlite import connect
 
@@ -65,8 +65,35 @@ async def test_a_version_3_file_loses_run_states_and_keeps_its_history(db_path: 
     connection = await connect(db_path, busy_timeout=5)
     try:
         assert await migrate(connection, db_path, target=3) == 3
-        await batch.install(connection)
-        await batch.write_rows(connection, build_rows(events, T0))
+        # what a version-3 writer stored: the events, and the run's row in that day's columns
+        for event in events:
+            await connection.execute(
+                "INSERT INTO events (id, occurred, event, resource_id, follows, received, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(event.id),
+                    format_timestamp(event.occurred),
+                    event.event,
+                    event.resource["headwater.resource.id"],
+                    None if event.follows is None else str(event.follows),
+                    format_timestamp(T0),
+                    msgspec.json.encode(event).decode(),
+                ),
+            )
+        last = events[-1]
+        await connection.execute(
+            "INSERT INTO flow_runs (id, name, flow_name, state_id, state_type, state_name,"
+            " state_timestamp, created) VALUES (?, 'old', 'etl', ?, ?, ?, ?, ?)",
+            (
+                str(run_id),
+                str(last.id),
+                last.payload["validated_state"]["type"],
+                last.payload["validated_state"]["name"],
+                format_timestamp(last.occurred),
+                format_timestamp(events[0].occurred),
+            ),
+        )
+        await connection.commit()
         await connection.execute(
             "INSERT INTO run_states (run_id, timestamp, id, type, name, message)"
             " VALUES (?, '2024-05-01T12:00:00.000000+00:00', ?, 'PENDING', 'Pending', '')",
