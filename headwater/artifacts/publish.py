@@ -24,6 +24,7 @@ from headwater.artifacts.records import (
     table_data,
 )
 from headwater.artifacts.store import Artifact, insert_artifact, read_artifact, update_artifact
+from headwater.engine.dispatch import in_async_context
 from headwater.events.emit import emit_event
 from headwater.exceptions import ArtifactNotFound, InvalidArtifactError
 from headwater.storage.sync_connection import get_sync_connection
@@ -160,6 +161,8 @@ def create_markdown_artifact(
     Raises:
         InvalidArtifactError: (a ValueError) a bad key or a markdown that is not a string.
     """
+    if in_async_context():
+        return acreate_markdown_artifact(markdown, key, description)  # type: ignore[return-value]
     data = check_text(markdown, "markdown")
     return save_sync(build_artifact("markdown", data, key, description))
 
@@ -174,6 +177,8 @@ def create_table_artifact(
     Raises:
         InvalidArtifactError: (a ValueError) a bad key or a value that is not a table.
     """
+    if in_async_context():
+        return acreate_table_artifact(table, key, description)  # type: ignore[return-value]
     data = table_data(table)
     return save_sync(build_artifact("table", data, key, description))
 
@@ -189,6 +194,8 @@ def create_link_artifact(
     Raises:
         InvalidArtifactError: (a ValueError) a bad key or an empty link.
     """
+    if in_async_context():
+        return acreate_link_artifact(link, link_text, key, description)  # type: ignore[return-value]
     data = link_data(link, link_text)
     return save_sync(build_artifact("link", data, key, description))
 
@@ -201,6 +208,8 @@ def create_image_artifact(
     Raises:
         InvalidArtifactError: (a ValueError) a bad key or a URL that is not a string.
     """
+    if in_async_context():
+        return acreate_image_artifact(image_url, key, description)  # type: ignore[return-value]
     data = check_text(image_url, "image_url")
     return save_sync(build_artifact("image", data, key, description))
 
@@ -216,6 +225,8 @@ def create_progress_artifact(
     Raises:
         InvalidArtifactError: (a ValueError) a bad key, or a progress that is not a number.
     """
+    if in_async_context():
+        return acreate_progress_artifact(progress, key, description)  # type: ignore[return-value]
     data = progress_value(progress, stacklevel=2)
     return save_sync(build_artifact("progress", data, key, description))
 
@@ -229,6 +240,8 @@ def update_progress_artifact(
         ArtifactNotFound: no artifact has that id.
         InvalidArtifactError: it is not a progress artifact, or progress is not a number.
     """
+    if in_async_context():
+        return aupdate_progress_artifact(artifact_id, progress, description)  # type: ignore[return-value]
     value = progress_value(progress, stacklevel=2)
     return update_progress_sync(artifact_id, value, description)
 

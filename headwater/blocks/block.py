@@ -26,6 +26,7 @@ import msgspec
 from headwater.blocks import crypto, store
 from headwater.blocks.fields import MASK, SecretDict, SecretStr
 from headwater.blocks.store import BlockDocument
+from headwater.engine.dispatch import in_async_context
 from headwater.events.emit import emit_event
 from headwater.exceptions import BlockKeyError, BlockNotFoundError, InvalidBlockError
 from headwater.storage.database import Database
@@ -155,7 +156,11 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
             InvalidBlockError: the name is not lowercase letters, digits and dashes.
             BlockAlreadyExistsError: (a ValueError) the name is taken and overwrite is False.
             BlockKeyError: the key file that encrypts secrets is unsafe or unreadable.
+
+        In async code (an async flow or task) it returns an awaitable, as Prefect's does.
         """
+        if in_async_context():
+            return self.asave(name, overwrite)  # type: ignore[return-value]
         return store.run_sync(self._save_with(name, overwrite))
 
     async def asave(self, name: str, overwrite: bool = False) -> uuid.UUID:
@@ -202,7 +207,11 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         Raises:
             BlockNotFoundError: (a ValueError) there is no such document.
             BlockKeyError: its secrets cannot be decrypted with the key file.
+
+        In async code it returns an awaitable, as Prefect's does.
         """
+        if in_async_context():
+            return cls.aload(name)  # type: ignore[return-value]
         slug, name = cls._resolve(name)
         return store.run_sync(cls._load_with(slug, name))
 
@@ -219,6 +228,8 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         Raises:
             BlockNotFoundError: no document has this id (or it is not of this type).
         """
+        if in_async_context():
+            return cls.aload_from_id(block_document_id)  # type: ignore[return-value]
         return store.run_sync(cls._load_by_id_with(_uuid(block_document_id)))
 
     @classmethod
@@ -302,6 +313,8 @@ class Block(msgspec.Struct, kw_only=True, dict=True):
         Raises:
             BlockNotFoundError: there is no such document.
         """
+        if in_async_context():
+            return cls.adelete(name)  # type: ignore[return-value]
         slug, name = cls._resolve(name)
         store.run_sync(_delete_with(slug, name))
 

@@ -19,6 +19,7 @@ import aiosqlite
 import msgspec
 
 from headwater.blocks import store as block_store
+from headwater.engine.dispatch import in_async_context
 from headwater.events.emit import emit_event
 from headwater.exceptions import VariableError
 from headwater.ids import new_uuid
@@ -48,7 +49,12 @@ class Variable(msgspec.Struct, kw_only=True):
 
     @classmethod
     def get(cls, name: str, default: Any = None) -> Any:
-        """The value of variable ``name``, or ``default`` when there is none."""
+        """The value of variable ``name``, or ``default`` when there is none.
+
+        In async code (an async flow or task) it returns an awaitable, as Prefect's does.
+        """
+        if in_async_context():
+            return cls.aget(name, default)
         return block_store.run_sync(_get_with(_checked_name(name), default))
 
     @classmethod
@@ -62,10 +68,14 @@ class Variable(msgspec.Struct, kw_only=True):
     ) -> Variable:
         """Create variable ``name`` (or, with ``overwrite``, replace it) and return it.
 
+        In async code it returns an awaitable, as Prefect's does.
+
         Raises:
             VariableError: (a ValueError) a bad name, a value that is not JSON or is longer
                 than 5000 characters serialised, or an existing name without overwrite.
         """
+        if in_async_context():
+            return cls.aset(name, value, tags, overwrite)  # type: ignore[return-value]
         return block_store.run_sync(_set_with(_build(name, value, tags), overwrite))
 
     @classmethod
@@ -77,7 +87,9 @@ class Variable(msgspec.Struct, kw_only=True):
 
     @classmethod
     def unset(cls, name: str) -> bool:
-        """Delete variable ``name``; True if it existed."""
+        """Delete variable ``name``; True if it existed (an awaitable in async code)."""
+        if in_async_context():
+            return cls.aunset(name)  # type: ignore[return-value]
         return block_store.run_sync(_unset_with(_checked_name(name)))
 
     @classmethod
