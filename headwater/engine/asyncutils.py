@@ -13,7 +13,13 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["call_maybe_async", "call_maybe_async_sync", "in_running_loop", "run_coro_sync"]
+__all__ = [
+    "call_maybe_async",
+    "call_maybe_async_sync",
+    "close_private_loop",
+    "in_running_loop",
+    "run_coro_sync",
+]
 
 T = TypeVar("T")
 
@@ -51,6 +57,15 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+def close_private_loop() -> None:
+    """Close this thread's private loop now, in this thread (a short-lived thread's loop
+    would otherwise be closed by a finalizer on whichever thread collects the thread)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is not None:
+        _local.loop = None
+        _close_loop(loop)
 
 
 def run_coro_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -8,6 +8,7 @@ holds the future: the engine keeps no registry of results.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
+from headwater.engine.asyncutils import close_private_loop
 from headwater.engine.states import State
 from headwater.exceptions import FutureBlockedLoopError
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from headwater.engine.runs import TaskRun
 
 __all__ = [
+    "DeferredStart",
     "DoneAndNotDoneFutures",
     "HeadwaterFuture",
     "HeadwaterFutureList",
@@ -49,6 +52,7 @@ class HeadwaterFuture(Generic[R]):
         "_final",
         "_lock",
         "_owner_loop",
+        "_start",
         "_waiters",
         "task_run",
     )
@@ -62,6 +66,8 @@ class HeadwaterFuture(Generic[R]):
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         # the loop that runs this task (async tasks of async flows): blocking on it deadlocks
         self._owner_loop = owner_loop
+        # how to run it elsewhere if its result is demanded synchronously before it starts
+        self._start: DeferredStart | None = None
 
     @property
     def task_run_id(self) -> uuid.UUID:
@@ -111,7 +117,11 @@ class HeadwaterFuture(Generic[R]):
             Exception: the task's own exception, with ``raise_on_failure``.
         """
         if not self._done.is_set():
-            self._guard_loop("future.result()")
+            start = self._start
+            if start is not None and self._on_owner_loop() and start.take():
+                start.run_elsewhere(self, timeout)  # not started yet: run it off this loop
+            else:
+                self._guard_loop("future.result()")
             if not self._done.wait(timeout):
                 raise TimeoutError(
                     f"Task run {self.task_run.name!r} did not finish within {timeout} seconds"
@@ -158,6 +168,15 @@ class HeadwaterFuture(Generic[R]):
                 return
         _run_callback(fn, self)
 
+    def _on_owner_loop(self) -> bool:
+        owner = self._owner_loop
+        if owner is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is owner
+        except RuntimeError:
+            return False
+
     def _guard_loop(
         self, method: str, instead: str = "`await future` or `await future.aresult()`"
     ) -> None:
@@ -176,6 +195,47 @@ class HeadwaterFuture(Generic[R]):
 
     def __repr__(self) -> str:
         return f"HeadwaterFuture(task_run={self.task_run.name!r}, state={self.state.name})"
+
+
+class DeferredStart:
+    """An async task submitted to its flow's loop, not started yet: whoever takes it runs it.
+
+    Normally the flow's loop takes it when the task's turn comes. A blocking
+    ``future.result()`` on that loop before then (Prefect code does this) takes it instead
+    and runs the task on a loop of its own in a worker thread, waiting there; once the task
+    has started on the flow's loop, blocking it would deadlock and is refused.
+    """
+
+    __slots__ = ("_context", "_lock", "_run", "_taken")
+
+    def __init__(self, run: Callable[[], Any], context: contextvars.Context) -> None:
+        self._run = run  # runs the task to its end in the calling thread (its own loop)
+        self._context = context
+        self._lock = threading.Lock()
+        self._taken = False
+
+    def _run_and_close(self) -> None:
+        try:
+            self._run()
+        finally:
+            close_private_loop()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._taken:
+                return False
+            self._taken = True
+            return True
+
+    def run_elsewhere(self, future: HeadwaterFuture[Any], timeout: float | None) -> None:
+        thread = threading.Thread(
+            target=self._context.run,
+            args=(self._run_and_close,),
+            name=f"headwater-task {future.task_run.name}",
+            daemon=True,
+        )
+        thread.start()
+        thread.join(timeout)
 
 
 def _resolve_waiter(waiter: asyncio.Future[None]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.engine.asyncutils import run_coro_sync
-from headwater.engine.futures import HeadwaterFuture
+from headwater.engine.futures import DeferredStart, HeadwaterFuture
 from headwater.engine.thread_pool import DaemonThreadPool
 from headwater.settings import get_settings
 
@@ -138,11 +138,14 @@ class ThreadPoolTaskRunner(TaskRunner):
     def submit(self, engine: SubmittedRun, flow_ctx: FlowRunSite) -> HeadwaterFuture[Any]:
         if engine.isasync and flow_ctx.task_group is not None:
             future: HeadwaterFuture[Any] = HeadwaterFuture(engine.task_run, flow_ctx.loop)
+            start = future._start = DeferredStart(
+                lambda: _drive_async_in_thread(engine, future), contextvars.copy_context()
+            )
             if threading.get_ident() == flow_ctx.thread_id:
-                flow_ctx.task_group.start_soon(_drive_async, engine, future)
+                flow_ctx.task_group.start_soon(_drive_async, engine, future, start)
             else:
                 flow_ctx.loop.call_soon_threadsafe(
-                    flow_ctx.task_group.start_soon, _drive_async, engine, future
+                    flow_ctx.task_group.start_soon, _drive_async, engine, future, start
                 )
             return future
         future = HeadwaterFuture(engine.task_run)
@@ -218,7 +221,11 @@ def _drive_async_in_thread(engine: SubmittedRun, future: HeadwaterFuture[Any]) -
         future._finish(engine.task_run.state)  # type: ignore[arg-type]
 
 
-async def _drive_async(engine: SubmittedRun, future: HeadwaterFuture[Any]) -> None:
+async def _drive_async(
+    engine: SubmittedRun, future: HeadwaterFuture[Any], start: DeferredStart
+) -> None:
+    if not start.take():
+        return  # a blocking result() ran it elsewhere first
     try:
         await engine.execute_async()
     finally:

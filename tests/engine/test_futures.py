@@ -185,10 +185,28 @@ async def test_aresult_reraises_and_times_out() -> None:
 
 
 @pytest.mark.anyio
-async def test_blocking_result_on_the_tasks_own_loop_raises() -> None:
+async def test_blocking_result_before_the_task_starts_runs_it_elsewhere_as_prefect_does() -> None:
+    @flow
+    async def pipeline() -> tuple[int, int]:
+        futures = [adouble.submit(4), adouble.submit(5)]
+        first = futures[0].result()  # Prefect code does this in async flows
+        return first, await futures[1]
+
+    assert await pipeline() == (8, 10)
+
+
+@task
+async def slow_double(x: int) -> int:
+    await asyncio.sleep(0.2)
+    return x * 2
+
+
+@pytest.mark.anyio
+async def test_blocking_result_on_a_task_already_running_on_its_loop_raises() -> None:
     @flow
     async def pipeline() -> int:
-        future = adouble.submit(4)
+        future = slow_double.submit(4)
+        await asyncio.sleep(0.05)  # it has started, and awaits on this loop
         with pytest.raises(FutureBlockedLoopError, match="await future") as info:
             future.result()
         assert isinstance(info.value, RuntimeError)
