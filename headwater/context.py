@@ -1,5 +1,5 @@
 """Run context (``prefect.context`` in Prefect)."""
 
-from headwater.engine.context import FlowRunContext, TaskRunContext, tags
+from headwater.engine.context import FlowRunContext, TaskRunContext, get_run_context, tags
 
-__all__ = ["FlowRunContext", "TaskRunContext", "tags"]
+__all__ = ["FlowRunContext", "TaskRunContext", "get_run_context", "tags"]

@@ -127,6 +127,10 @@ class ReservedArgumentError(HeadwaterError, TypeError):
     """Raised when a flow or task function declares a parameter name the engine reserves."""
 
 
+PrefectException = HeadwaterError
+"""Prefect's name for the root of its exceptions (``prefect.exceptions.PrefectException``)."""
+
+
 class MissingContextError(HeadwaterError, RuntimeError):
     """Raised when an API that needs a flow or task run is used outside of one."""
 

@@ -75,6 +75,8 @@ FACES = {
     "headwater.client.schemas",
     "headwater.client.schemas.objects",
     "headwater.client.schemas.schedules",
+    "headwater.utilities",
+    "headwater.utilities.annotations",
 }
 """Prefect's import paths whose implementation lives elsewhere (README, migration table)."""
 

@@ -48,6 +48,7 @@ PUBLIC_MODULES = [
     "headwater.events.schemas.deployment_triggers",
     "headwater.client.schemas.objects",
     "headwater.client.schemas.schedules",
+    "headwater.utilities.annotations",
 ]
 
 
@@ -219,3 +220,26 @@ def test_task_input_hash_keys_on_the_task_and_its_inputs() -> None:
 
     assert twice() == [6, 6, 8]
     assert calls.count(3) <= 1 and 4 in calls
+
+
+def test_run_context_and_annotation_paths_as_prefect_code_imports_them() -> None:
+    import pytest as _pytest
+
+    from headwater import flow, task
+    from headwater.context import get_run_context
+    from headwater.exceptions import MissingContextError, PrefectException
+    from headwater.utilities.annotations import quote, unmapped
+
+    @task
+    def inner() -> str:
+        return type(get_run_context()).__name__
+
+    @flow
+    def outer() -> tuple[str, str]:
+        return type(get_run_context()).__name__, inner()
+
+    assert outer() == ("FlowRunContext", "TaskRunContext")
+    with _pytest.raises(MissingContextError):
+        get_run_context()
+    assert issubclass(MissingContextError, PrefectException)
+    assert unmapped([1]).unwrap() == [1] and quote(2).unquote() == 2

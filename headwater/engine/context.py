@@ -26,6 +26,7 @@ __all__ = [
     "current_flow_run",
     "current_task_run",
     "current_tags",
+    "get_run_context",
     "related_resources",
     "tags",
 ]
@@ -124,6 +125,23 @@ def current_flow_run() -> FlowRunContext | None:
 
 def current_task_run() -> TaskRunContext | None:
     return task_run_context.get()
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The innermost run this code is in: its task run, else its flow run (Prefect's).
+
+    Raises:
+        MissingContextError: called outside any flow or task run.
+    """
+    task_context = task_run_context.get()
+    if task_context is not None:
+        return task_context
+    flow_context = flow_run_context.get()
+    if flow_context is not None:
+        return flow_context
+    from headwater.exceptions import MissingContextError
+
+    raise MissingContextError("no run context: get_run_context() was called outside a run")
 
 
 def current_tags() -> frozenset[str]:

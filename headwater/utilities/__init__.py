@@ -1,0 +1,1 @@
+"""Prefect's ``prefect.utilities`` package: the parts user code imports."""
