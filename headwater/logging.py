@@ -1,5 +1,5 @@
 """Run logging (``prefect.logging`` in Prefect)."""
 
-from headwater.engine.logging import get_logger, get_run_logger
+from headwater.engine.logging import disable_run_logger, get_logger, get_run_logger
 
-__all__ = ["get_logger", "get_run_logger"]
+__all__ = ["disable_run_logger", "get_logger", "get_run_logger"]

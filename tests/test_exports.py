@@ -243,3 +243,21 @@ def test_run_context_and_annotation_paths_as_prefect_code_imports_them() -> None
         get_run_context()
     assert issubclass(MissingContextError, PrefectException)
     assert unmapped([1]).unwrap() == [1] and quote(2).unquote() == 2
+
+
+def test_disable_run_logger_lets_a_tasks_function_run_outside_a_run() -> None:
+    import pytest as _pytest
+
+    from headwater import get_run_logger, task
+    from headwater.exceptions import MissingContextError
+    from headwater.logging import disable_run_logger
+
+    @task
+    def noisy(x: int) -> int:
+        get_run_logger().info("called with %s", x)
+        return x + 1
+
+    with _pytest.raises(MissingContextError):
+        noisy.fn(1)
+    with disable_run_logger():
+        assert noisy.fn(1) == 2

@@ -9,11 +9,12 @@ storage layer registers one to keep run logs in the database).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import contextvars
 import logging
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from headwater.engine.context import FlowRunContext, TaskRunContext, flow_run_context
@@ -25,6 +26,7 @@ __all__ = [
     "LogSink",
     "RunLoggerAdapter",
     "add_log_sink",
+    "disable_run_logger",
     "get_logger",
     "get_run_logger",
     "remove_log_sink",
@@ -88,10 +90,31 @@ def get_run_logger(
         }
         fields.update(extra)
         return RunLoggerAdapter(logging.getLogger(FLOW_RUN_LOGGER), fields)
+    if _run_logger_disabled.get():
+        return RunLoggerAdapter(_DISABLED, {})
     raise MissingContextError(
         "get_run_logger() was called outside of a flow or task run; use "
         "headwater.logging.get_logger() for a plain logger"
     )
+
+
+_run_logger_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "headwater_run_logger_disabled", default=False
+)
+_DISABLED = logging.getLogger("headwater.disabled_run_logger")
+_DISABLED.disabled = True
+_DISABLED.propagate = False
+
+
+@contextlib.contextmanager
+def disable_run_logger() -> Iterator[None]:
+    """Outside a run, ``get_run_logger()`` gives a logger that drops everything (Prefect's,
+    for calling a task's or flow's ``.fn`` in unit tests)."""
+    token = _run_logger_disabled.set(True)
+    try:
+        yield
+    finally:
+        _run_logger_disabled.reset(token)
 
 
 # -- sinks -------------------------------------------------------------------------------
