@@ -4,6 +4,7 @@ The public API follows Prefect 3's: ``from headwater import flow, task``.
 """
 
 from headwater.concurrency.task_slots import acquire_task_slots
+from headwater.engine import dispatch as _dispatch  # noqa: F401  (State.result's async rule)
 from headwater.engine.annotations import allow_failure, opaque, quote, unmapped
 from headwater.engine.context import related_resources, tags
 from headwater.engine.control import terminate_live_runs

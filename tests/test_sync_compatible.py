@@ -60,3 +60,23 @@ def test_outside_any_run_a_running_loop_decides() -> None:
 
     assert asyncio.run(main()) == 1
     assert Variable.get("n") == 1
+
+
+def test_state_result_is_awaited_in_async_code_and_plain_in_sync_code() -> None:
+    @flow
+    def sync_flow() -> int:
+        return 7
+
+    @flow
+    async def async_flow() -> int:
+        state = sync_flow(return_state=True)  # a sync subflow: its state, in async code
+        return await state.result()
+
+    assert sync_flow(return_state=True).result() == 7
+    assert asyncio.run(async_flow()) == 7
+
+    async def outside_a_run() -> int:
+        state = await async_flow(return_state=True)
+        return await state.result()
+
+    assert asyncio.run(outside_a_run()) == 7

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from headwater.engine.asyncutils import in_running_loop
 from headwater.engine.context import flow_run_context, task_run_context
+from headwater.engine.states import set_async_context_check
 
 __all__ = ["in_async_context"]
 
@@ -24,3 +25,6 @@ def in_async_context() -> bool:
     if flow_context is not None:
         return bool(flow_context.flow.isasync)
     return in_running_loop()
+
+
+set_async_context_check(in_async_context)  # State.result() follows the same rule

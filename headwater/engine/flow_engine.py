@@ -263,9 +263,9 @@ class FlowRunEngine:
             if state.is_failed() and not isinstance(state.data, BaseException):
                 raise FailedRun(state.message or "Flow run returned a Failed state")
             if not state.is_completed() and state.is_final():
-                return state.result()
+                return state.result_now()
             return self.returned_state.data if state.is_completed() else self.returned_state
-        return state.result()
+        return state.result_now()
 
     # -- drivers -----------------------------------------------------------------------------
     def execute_sync(self) -> State[Any]:

@@ -127,7 +127,7 @@ class HeadwaterFuture(Generic[R]):
                     f"Task run {self.task_run.name!r} did not finish within {timeout} seconds"
                 )
         assert self._final is not None
-        return self._final.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+        return self._final.result_now(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 
     async def wait_async(self, timeout: float | None = None) -> None:
         """Wait without blocking the event loop."""
@@ -155,7 +155,7 @@ class HeadwaterFuture(Generic[R]):
                 f"Task run {self.task_run.name!r} did not finish within {timeout} seconds"
             )
         assert self._final is not None
-        return self._final.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+        return self._final.result_now(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.aresult().__await__()

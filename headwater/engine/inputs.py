@@ -138,11 +138,11 @@ def _rebuild(value: Any, changed: dict[str, Any]) -> Any:
 
 def _state_value(state: State[Any], allow: bool, description: str) -> Any:
     if state.type is StateType.COMPLETED:
-        return state.result()
+        return state.result_now()
     blocking = state.type in (StateType.CRASHED, StateType.CANCELLED)
     acceptable = state.type is StateType.FAILED or state.name == "NotReady"
     if allow and acceptable and not blocking:
-        return state.result(raise_on_failure=False) if state.is_final() else None
+        return state.result_now(raise_on_failure=False) if state.is_final() else None
     raise NotReadyUpstream(description)
 
 

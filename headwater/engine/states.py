@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import enum
 import uuid
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -51,6 +52,20 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+
+def _no_loop_check() -> bool:
+    return False
+
+
+_in_async_context: Callable[[], bool] = _no_loop_check
+"""Whether a sync-compatible call should return an awaitable; the engine's rule
+(:mod:`headwater.engine.dispatch`) is installed with :func:`set_async_context_check`."""
+
+
+def set_async_context_check(check: Callable[[], bool]) -> None:
+    global _in_async_context
+    _in_async_context = check
 
 
 class StateType(str, enum.Enum):
@@ -157,6 +172,9 @@ class State(msgspec.Struct, Generic[R], kw_only=True):
     def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> Any:
         """Return the run's result, following Prefect's rules.
 
+        Sync-compatible, as Prefect's: in async code (an async flow or task, or a running
+        event loop outside any run) it returns an awaitable (``await state.result()``).
+
         A persisted result not kept in memory is loaded from storage; with
         ``retry_result_failure`` a failed read is tried 10 times, 0.25 s apart.
 
@@ -167,6 +185,12 @@ class State(msgspec.Struct, Generic[R], kw_only=True):
                 cancelled state (the original object the run raised).
             ResultNotFound: the persisted result cannot be found.
         """
+        if _in_async_context():
+            return self.aresult(raise_on_failure, retry_result_failure)
+        return self.result_now(raise_on_failure, retry_result_failure)
+
+    def result_now(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> Any:
+        """:meth:`result`, synchronously wherever it is called (what the engine uses)."""
         if self.type is StateType.PAUSED:
             raise PausedRun(f"Run is paused: {self.message or self.name}")
         if self.type not in TERMINAL_STATES:
@@ -190,7 +214,7 @@ class State(msgspec.Struct, Generic[R], kw_only=True):
         data = self.data
         if type(data) is PersistedResult and self.type is StateType.COMPLETED:
             return await data.aget(retry=retry_result_failure)
-        return self.result(raise_on_failure=raise_on_failure)
+        return self.result_now(raise_on_failure=raise_on_failure)
 
     def copy(self, **changes: Any) -> State[Any]:
         """A copy with a new id and timestamp, as Prefect's ``State.copy`` resets them."""

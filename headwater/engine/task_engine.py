@@ -289,7 +289,7 @@ class TaskRunEngine:
             return state
         if self.returned_state is not None and not state.is_failed():
             return self.returned_state
-        return state.result()
+        return state.result_now()
 
     # -- drivers -----------------------------------------------------------------------------
     def execute_sync(self) -> State[Any]:

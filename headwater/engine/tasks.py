@@ -214,7 +214,7 @@ def _resolve_for_mapping(value: Any) -> Any:
     if isinstance(value, HeadwaterFuture):
         return value.result()
     if isinstance(value, State):
-        return value.result()
+        return value.result_now()
     return value
 
 

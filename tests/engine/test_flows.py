@@ -53,7 +53,7 @@ async def test_async_flow_returns_its_value(events):
 
     assert await add(1, 2) == 3
     state = await add(1, 1, return_state=True)
-    assert state.result() == 2
+    assert await state.result() == 2  # sync-compatible: awaited in async code, as Prefect
     assert_transitions(events, state.state_details.flow_run_id, ["Pending", "Running", "Completed"])
 
 

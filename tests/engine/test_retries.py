@@ -195,7 +195,7 @@ async def test_async_task_retries(events):
         return await flaky(return_state=True)
 
     state = await pipeline()
-    assert state.result() == "ok"
+    assert await state.result() == "ok"
     assert calls == [1, 2]
     assert_transitions(
         events,
