@@ -329,3 +329,13 @@ if __name__ == "__main__":  # a listing for ARCHITECTURE.md: package -> packages
                 by_package.setdefault(_package(name), set()).add(_package(target))
     for package in sorted(by_package):
         sys.stdout.write(f"{package} -> {', '.join(sorted(by_package[package]))}\n")
+
+
+def test_test_modules_have_unique_names() -> None:
+    # pytest imports test files by basename (no __init__.py): two of a name break collection
+    tests = Path(__file__).resolve().parent
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    repeated = {name: where for name, where in names.items() if len(where) > 1}
+    assert not repeated, f"test files sharing a name: {repeated}"
