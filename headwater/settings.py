@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from headwater import durations
 from headwater.exceptions import SettingsError
 
 __all__ = ["SecretValue", "Settings", "get_settings", "parse_duration", "temporary_settings"]
@@ -324,25 +324,18 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_duration(text: str) -> datetime.timedelta:
-    """Parse a duration such as ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` or ``"3600"``.
+    """A positive duration (``"30d"``, ``"12h"``, ``"3600"``...; see :mod:`headwater.durations`).
 
-    A bare number is seconds. Used by settings and by ``headwater db prune --older-than``.
+    Used by settings and by ``headwater db prune --older-than``.
 
     Raises:
         ValueError: the text is not a positive duration.
     """
-    match = _DURATION.fullmatch(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(
-            f"{text!r} is not a duration; expected a positive number with an optional unit "
-            "s, m, h, d or w (e.g. 30d, 12h)"
-        )
-    return datetime.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+    value = durations.parse_duration(text)
+    if value <= datetime.timedelta(0):
+        raise ValueError(f"{text!r} is not a positive duration")
+    return value
 
 
 def _duration(env: Mapping[str, str], name: str) -> datetime.timedelta | None:

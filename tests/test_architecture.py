@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "headwater"
 
 LAYERS: list[set[str]] = [
-    {"ids", "exceptions"},
+    {"ids", "exceptions", "durations"},
     {"settings"},
     {"events"},
     {"engine", "lifecycle", "notifications"},
@@ -96,6 +96,7 @@ PURE = {
 """Decision code: plain functions of their inputs (STYLE.md rule 3)."""
 
 PURE_MAY_REACH = {
+    "headwater.durations",
     "headwater.events.aliases",
     "headwater.events.schema",
     "headwater.exceptions",

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from headwater import durations
 from headwater.exceptions import ScheduleValidationError
 
 __all__ = [
@@ -339,40 +340,15 @@ def _from_dict(value: dict[str, Any]) -> DeploymentSchedule:
     return Interval(interval, anchor, data.get("timezone"), **common)
 
 
-_DURATION_PART = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(weeks?|w|days?|d|hours?|h|minutes?|mins?|m|seconds?|secs?|s)"
-)
-_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
 def parse_duration(text: str, where: str) -> datetime.timedelta:
-    """``"90"``, ``"10m"``, ``"1h 30m"``, ``"2 days"``, ``"PT10M"`` or ``"HH:MM:SS"``."""
-    value = text.strip().lower()
+    """A duration as people type it (:mod:`headwater.durations`), or a clear error naming
+    ``where`` it was given."""
     try:
-        if re.fullmatch(r"\d+(\.\d+)?", value):
-            return datetime.timedelta(seconds=float(value))
-        if re.fullmatch(r"\d+:\d{1,2}:\d{1,2}", value):
-            hours, minutes, secs = (int(part) for part in value.split(":"))
-            return datetime.timedelta(hours=hours, minutes=minutes, seconds=secs)
-        iso = re.fullmatch(r"p(?:(\d+)d)?(?:t(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?)?", value)
-        if iso and any(iso.groups()):
-            day_text, hour_text, minute_text, second_text = iso.groups()
-            return datetime.timedelta(
-                days=int(day_text or 0),
-                hours=int(hour_text or 0),
-                minutes=int(minute_text or 0),
-                seconds=float(second_text or 0),
-            )
-        parts = _DURATION_PART.findall(value)
-        if parts and _DURATION_PART.sub("", value).strip(" ,and") == "":
-            total = sum(float(number) * _UNITS[unit[0]] for number, unit in parts)
-            return datetime.timedelta(seconds=total)
-    except (ValueError, OverflowError):
-        pass
-    raise ScheduleValidationError(
-        f"{where} {text!r}: expected a duration like '90' (seconds), '10m', '1h 30m',"
-        " '2 days', 'PT10M' or '01:30:00'"
-    )
+        return durations.parse_duration(text)
+    except ValueError:
+        raise ScheduleValidationError(
+            f"{where} {text!r}: expected a duration like {durations.DURATION_FORMS}"
+        ) from None
 
 
 def schedule_key(deployment_schedule: DeploymentSchedule) -> str:
