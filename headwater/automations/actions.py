@@ -36,8 +36,6 @@ from headwater.automations.actions_model import (
 from headwater.automations.rendering import render, render_value
 from headwater.automations.templates import TemplateRenderError, referenced_names
 from headwater.automations.webhook import call_webhook
-from headwater.deployments import runs
-from headwater.deployments.store import read_deployment, set_paused
 from headwater.engine.control import request_cancellation
 from headwater.events.bus import get_bus
 from headwater.events.emit import emit_event
@@ -273,6 +271,14 @@ async def _emit_event(context: ActionContext) -> dict[str, Any]:
     return {"emitted_event_id": None if emitted is None else str(emitted.id)}
 
 
+def _deployments() -> Any:
+    # Imported when an action needs deployments: a process whose flows start the reactor
+    # (every flow run checks for automations) does not load them at its first run.
+    from headwater.deployments import runs, store
+
+    return runs, store
+
+
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -290,6 +296,7 @@ async def _cancel_flow_run(context: ActionContext) -> dict[str, Any]:
         return {"flow_run_id": str(flow_run_id)}
     # not running in this process: record the request; the run's launcher stops it
     try:
+        runs, _ = _deployments()
         found = await anyio.to_thread.run_sync(runs.request_cancellation, flow_run_id, message)
     except DeploymentError as exc:
         raise ActionFailed(str(exc)) from None
@@ -303,6 +310,7 @@ async def _suspend_flow_run(context: ActionContext) -> dict[str, Any]:
     assert isinstance(action, SuspendFlowRun)
     flow_run_id = _require_flow_run(context)
     message = f"Suspended by Automation {context.automation.id}"
+    runs, _ = _deployments()
     try:
         await anyio.to_thread.run_sync(
             runs.suspend_run, flow_run_id, message, action.timeout_seconds
@@ -314,6 +322,7 @@ async def _suspend_flow_run(context: ActionContext) -> dict[str, Any]:
 
 async def _resume_flow_run(context: ActionContext) -> dict[str, Any]:
     flow_run_id = _require_flow_run(context)
+    runs, _ = _deployments()
     try:
         await anyio.to_thread.run_sync(runs.resume_run, flow_run_id)
     except DeploymentError as exc:
@@ -358,8 +367,9 @@ async def _run_deployment(context: ActionContext) -> dict[str, Any]:
     assert isinstance(action, RunDeployment)
     deployment_id = _infer_deployment(context)
     context.target(f"{_DEPLOYMENT}{deployment_id}")
+    runs, deployment_store = _deployments()
     try:
-        deployment = await anyio.to_thread.run_sync(read_deployment, deployment_id)
+        deployment = await anyio.to_thread.run_sync(deployment_store.read_deployment, deployment_id)
     except DeploymentError as exc:
         raise ActionFailed(str(exc)) from None
     parameters = None
@@ -394,8 +404,9 @@ async def _set_deployment_paused(context: ActionContext) -> dict[str, Any]:
     deployment_id = _infer_deployment(context)
     context.target(f"{_DEPLOYMENT}{deployment_id}")
     paused = isinstance(context.action, PauseDeployment)
+    _, deployment_store = _deployments()
     try:
-        await anyio.to_thread.run_sync(set_paused, deployment_id, paused)
+        await anyio.to_thread.run_sync(deployment_store.set_paused, deployment_id, paused)
     except DeploymentError as exc:
         raise ActionFailed(str(exc)) from None
     return {"deployment_id": str(deployment_id), "paused": paused}

@@ -15,8 +15,6 @@ and a task run named after the deployment stands for it in the parent, ending as
 from __future__ import annotations
 
 import datetime
-import sqlite3
-import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +32,7 @@ from headwater.engine.runs import TaskRun, set_state
 from headwater.engine.states import Completed, Failed, Running, StateType
 from headwater.exceptions import DeploymentValidationError
 from headwater.settings import get_settings
+from headwater.storage.data_version import DataVersionWatch
 from headwater.storage.sqlite import database_path
 
 __all__ = ["WATCH_INTERVAL", "arun_deployment", "run_deployment", "wait_for_run"]
@@ -100,28 +99,7 @@ def _check_timeout(timeout: float | None) -> None:
 
 def wait_for_run(flow_run_id: uuid.UUID, timeout: float | None = None) -> RunRow:
     """The run once it is final, or as it is when ``timeout`` seconds have passed."""
-    settings = get_settings()
-    if settings.api_url:
-        return anyio.run(_await_remote_run, flow_run_id, timeout)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    connection = sqlite3.connect(str(database_path(get_settings())), isolation_level=None)
-    try:
-        version = None
-        run: RunRow | None = None
-        while True:
-            current = connection.execute("PRAGMA data_version").fetchone()[0]
-            if current != version:
-                version = current
-                run = read_run(flow_run_id)
-                if run is None:
-                    raise DeploymentValidationError(f"flow run {flow_run_id} was deleted")
-                if run.is_final:
-                    return run
-            if deadline is not None and time.monotonic() >= deadline and run is not None:
-                return run
-            time.sleep(WATCH_INTERVAL)
-    finally:
-        connection.close()
+    return anyio.run(_await_run, flow_run_id, timeout)
 
 
 def run_deployment(
@@ -204,7 +182,7 @@ async def arun_deployment(
 
     run, placeholder = await anyio.to_thread.run_sync(start)
     if timeout != 0:
-        run = await _await_run(run, timeout)
+        run = await _await_run(run.id, timeout)
     _finish(placeholder, run)
     return run
 
@@ -236,26 +214,21 @@ async def _await_remote_run(flow_run_id: uuid.UUID, wait: float | None) -> RunRo
     return run
 
 
-async def _await_run(run: RunRow, wait: float | None) -> RunRow:
+async def _await_run(flow_run_id: uuid.UUID, wait: float | None) -> RunRow:
     if get_settings().api_url:
-        return await _await_remote_run(run.id, wait)
-    connection = sqlite3.connect(
-        str(database_path(get_settings())), isolation_level=None, check_same_thread=False
-    )
+        return await _await_remote_run(flow_run_id, wait)
+    watch = DataVersionWatch(database_path(get_settings()))  # before the read: nothing missed
     try:
+        run = await anyio.to_thread.run_sync(read_run, flow_run_id)
+        if run is None:
+            raise DeploymentValidationError(f"no flow run {flow_run_id}")
         with anyio.move_on_after(wait):
-            version = connection.execute("PRAGMA data_version").fetchone()[0]
-            while True:
-                found = await anyio.to_thread.run_sync(read_run, run.id)
+            while not run.is_final:
+                await watch.next_change(WATCH_INTERVAL)
+                found = await anyio.to_thread.run_sync(read_run, flow_run_id)
                 if found is None:
-                    raise DeploymentValidationError(f"flow run {run.id} was deleted")
+                    raise DeploymentValidationError(f"flow run {flow_run_id} was deleted")
                 run = found
-                if run.is_final:
-                    return run
-                # no event exists for another process's commit: data_version is the signal
-                while connection.execute("PRAGMA data_version").fetchone()[0] == version:  # noqa: ASYNC110
-                    await anyio.sleep(WATCH_INTERVAL)
-                version = connection.execute("PRAGMA data_version").fetchone()[0]
         return run
     finally:
-        connection.close()
+        watch.close()

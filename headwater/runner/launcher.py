@@ -26,7 +26,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 import uuid
@@ -43,6 +42,7 @@ from headwater.engine.states import StateType
 from headwater.ids import new_uuid
 from headwater.runner.child import ORDER_VARIABLE, ChildOrder
 from headwater.settings import Settings
+from headwater.storage.data_version import DataVersionWatch
 from headwater.storage.sqlite import database_path
 
 __all__ = ["Runner", "WATCH_INTERVAL"]
@@ -454,18 +454,10 @@ class Runner:
 
     async def _watch_database(self) -> None:
         """Wake the main loop when another connection commits to the database."""
-        path = database_path(self.settings)
-        connection = await anyio.to_thread.run_sync(
-            lambda: sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        )
+        watch = await anyio.to_thread.run_sync(DataVersionWatch, database_path(self.settings))
         try:
-            last = connection.execute("PRAGMA data_version").fetchone()[0]
-            # no event exists for another process's commit: data_version is the signal
             while True:
-                await anyio.sleep(WATCH_INTERVAL)
-                version = connection.execute("PRAGMA data_version").fetchone()[0]
-                if version != last:
-                    last = version
-                    self._wake.set()
+                await watch.next_change(WATCH_INTERVAL)
+                self._wake.set()
         finally:
-            connection.close()
+            watch.close()
