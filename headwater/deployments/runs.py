@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -533,24 +533,44 @@ def schedule_runs(
 def _waiting_by_schedule(
     connection: sqlite3.Connection, deployment_ids: list[str], now: datetime.datetime
 ) -> dict[tuple[str, str], tuple[int, datetime.datetime | None]]:
-    found: dict[tuple[str, str], tuple[int, datetime.datetime | None]] = {}
-    for chunk in _chunks(deployment_ids):
-        marks = ",".join("?" * len(chunk))
-        rows = connection.execute(
-            "SELECT deployment_id, schedule_key, count(*), max(expected_start_time)"
-            f" FROM flow_runs WHERE deployment_id IN ({marks}) AND state_type = 'SCHEDULED'"
-            " AND state_name = 'Scheduled' AND schedule_key IS NOT NULL"
-            " AND expected_start_time >= ? GROUP BY deployment_id, schedule_key",
-            (*chunk, format_timestamp(now)),
-        ).fetchall()
-        for deployment_id, key, count, latest in rows:
-            found[(deployment_id, key)] = (count, parse_timestamp(latest))
-    return found
+    rows = _over_ids(
+        connection,
+        "SELECT deployment_id, schedule_key, count(*), max(expected_start_time)"
+        " FROM flow_runs WHERE deployment_id IN ({ids}) AND state_type = 'SCHEDULED'"
+        " AND state_name = 'Scheduled' AND schedule_key IS NOT NULL"
+        " AND expected_start_time >= ? GROUP BY deployment_id, schedule_key",
+        deployment_ids,
+        format_timestamp(now),
+    )
+    return {
+        (deployment_id, key): (count, parse_timestamp(latest))
+        for deployment_id, key, count, latest in rows
+    }
 
 
-def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+_IDS_PER_QUERY = 500  # well under SQLite's limit of bound parameters
+
+
+def _over_ids(
+    connection: sqlite3.Connection, sql: str, ids: list[str], *parameters: Any
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` for ``ids``, asked ``_IDS_PER_QUERY`` at a time.
+
+    ``sql`` holds ``{ids}`` where the ``IN`` list goes, before its other ``?`` parameters.
+    """
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        yield from connection.execute(
+            sql.format(ids=",".join("?" * len(chunk))), (*chunk, *parameters)
+        )
+
+
+def _runs_over_ids(
+    connection: sqlite3.Connection, condition: str, ids: list[str], *parameters: Any
+) -> list[RunRow]:
+    """Runs whose ``deployment_id IN {ids}`` (or other ``condition``) holds, as RunRows."""
+    sql = f"SELECT {_RUN_COLUMNS} FROM flow_runs AS r WHERE {condition}"
+    return [_row(values) for values in _over_ids(connection, sql, ids, *parameters)]
 
 
 def mark_late(
@@ -558,54 +578,46 @@ def mark_late(
     now: datetime.datetime,
     after: datetime.timedelta = datetime.timedelta(seconds=15),
 ) -> int:
-    """Scheduled runs not started ``after`` their time become Late (Prefect's late_runs)."""
+    """Scheduled runs not started ``after`` their time become Late (Prefect's late_runs);
+    suspended runs past their timeout fail (Prefect's pause_expirations)."""
     if not deployments:
         return 0
     changes: list[_Change] = []
+    ids = list(deployments)
     with get_sync_connection().write() as connection:
-        for chunk in _chunks(list(deployments)):
-            marks = ",".join("?" * len(chunk))
-            rows = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE deployment_id IN ({marks})"
-                " AND state_type = 'SCHEDULED' AND state_name = 'Scheduled'"
-                " AND expected_start_time <= ? LIMIT 400",
-                (*chunk, format_timestamp(now - after)),
-            ).fetchall()
-            for values in rows:
-                run = _row(values)
-                deployment = deployments[str(run.deployment_id)]
-                change = _set_state(
-                    connection,
-                    run,
-                    deployment.full_name,
-                    StateType.SCHEDULED,
-                    "Late",
-                    f"Not started within {after.total_seconds():g} s of its scheduled time",
-                    expect=(StateType.SCHEDULED,),
-                    now=now,
-                )
-                if change is not None:
-                    changes.append(change)
-            # suspended runs past their timeout fail, as Prefect's pause_expirations does
-            rows = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE deployment_id IN ({marks})"
-                " AND state_type = 'PAUSED' AND expected_start_time <= ? LIMIT 200",
-                (*chunk, format_timestamp(now)),
-            ).fetchall()
-            for values in rows:
-                run = _row(values)
-                change = _set_state(
-                    connection,
-                    run,
-                    deployments[str(run.deployment_id)].full_name,
-                    StateType.FAILED,
-                    "Failed",
-                    "The flow was paused and never resumed.",
-                    expect=(StateType.PAUSED,),
-                    now=now,
-                )
-                if change is not None:
-                    changes.append(change)
+        late = _runs_over_ids(
+            connection,
+            "deployment_id IN ({ids}) AND state_type = 'SCHEDULED' AND state_name = 'Scheduled'"
+            " AND expected_start_time <= ? LIMIT 400",
+            ids,
+            format_timestamp(now - after),
+        )
+        expired = _runs_over_ids(
+            connection,
+            "deployment_id IN ({ids}) AND state_type = 'PAUSED' AND expected_start_time <= ?"
+            " LIMIT 200",
+            ids,
+            format_timestamp(now),
+        )
+        late_message = f"Not started within {after.total_seconds():g} s of its scheduled time"
+        wanted = [(run, StateType.SCHEDULED, "Late", late_message) for run in late]
+        wanted += [
+            (run, StateType.FAILED, "Failed", "The flow was paused and never resumed.")
+            for run in expired
+        ]
+        for run, state_type, name, message in wanted:
+            change = _set_state(
+                connection,
+                run,
+                deployments[str(run.deployment_id)].full_name,
+                state_type,
+                name,
+                message,
+                expect=(run.state_type,),
+                now=now,
+            )
+            if change is not None:
+                changes.append(change)
     _publish(changes)
     return len(changes)
 
@@ -627,21 +639,16 @@ def _waiting_due(
     after: tuple[str, str] | None = None,
 ) -> list[RunRow]:
     """Due waiting runs, oldest first, at most ``limit``, after the ``(time, id)`` cursor."""
-    found: list[RunRow] = []
-    condition = ""
-    cursor: tuple[str, ...] = ()
-    if after is not None:
-        condition += " AND (expected_start_time, id) > (?, ?)"
-        cursor = after
-    for chunk in _chunks(deployment_ids):
-        marks = ",".join("?" * len(chunk))
-        rows = connection.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE deployment_id IN ({marks})"
-            f" AND state_type = 'SCHEDULED' AND expected_start_time <= ?{condition}"
-            " ORDER BY expected_start_time, id LIMIT ?",
-            (*chunk, format_timestamp(now), *cursor, limit),
-        ).fetchall()
-        found.extend(_row(values) for values in rows)
+    condition = "" if after is None else " AND (expected_start_time, id) > (?, ?)"
+    found = _runs_over_ids(
+        connection,
+        "deployment_id IN ({ids}) AND state_type = 'SCHEDULED' AND expected_start_time <= ?"
+        f"{condition} ORDER BY expected_start_time, id LIMIT ?",
+        deployment_ids,
+        format_timestamp(now),
+        *(after or ()),
+        limit,
+    )
     found.sort(key=lambda run: (run.expected_start_time or now, str(run.id)))
     return found[:limit]
 
@@ -665,30 +672,29 @@ def _apply_catchup(
             by_lateness.setdefault(deployment.catchup_after, []).append(deployment_id)
     stamp = format_timestamp(now)
     found: list[tuple[RunRow, str]] = []
-    for chunk in _chunks(latest):
-        marks = ",".join("?" * len(chunk))
-        rows = connection.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs AS r WHERE deployment_id IN ({marks})"
-            " AND state_type = 'SCHEDULED' AND schedule_key IS NOT NULL"
-            " AND expected_start_time <= ? AND EXISTS (SELECT 1 FROM flow_runs AS n"
-            " WHERE n.deployment_id = r.deployment_id AND n.state_type = 'SCHEDULED'"
-            " AND n.schedule_key IS NOT NULL AND n.expected_start_time <= ?"
-            " AND n.expected_start_time > r.expected_start_time) LIMIT 10000",
-            (*chunk, stamp, stamp),
-        ).fetchall()
-        reason = "Skipped: a later scheduled run of this deployment is due (catch-up 'latest')"
-        found += [(_row(values), reason) for values in rows]
+    newer_due = _runs_over_ids(
+        connection,
+        "deployment_id IN ({ids}) AND state_type = 'SCHEDULED' AND schedule_key IS NOT NULL"
+        " AND expected_start_time <= ? AND EXISTS (SELECT 1 FROM flow_runs AS n"
+        " WHERE n.deployment_id = r.deployment_id AND n.state_type = 'SCHEDULED'"
+        " AND n.schedule_key IS NOT NULL AND n.expected_start_time <= ?"
+        " AND n.expected_start_time > r.expected_start_time) LIMIT 10000",
+        latest,
+        stamp,
+        stamp,
+    )
+    reason = "Skipped: a later scheduled run of this deployment is due (catch-up 'latest')"
+    found += [(run, reason) for run in newer_due]
     for after, ids in by_lateness.items():
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            rows = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE deployment_id IN ({marks})"
-                " AND state_type = 'SCHEDULED' AND schedule_key IS NOT NULL"
-                " AND expected_start_time < ? LIMIT 10000",
-                (*chunk, format_timestamp(now - after)),
-            ).fetchall()
-            reason = f"Skipped: more than {after.total_seconds():g} s late (catch-up policy)"
-            found += [(_row(values), reason) for values in rows]
+        too_late = _runs_over_ids(
+            connection,
+            "deployment_id IN ({ids}) AND state_type = 'SCHEDULED' AND schedule_key IS NOT NULL"
+            " AND expected_start_time < ? LIMIT 10000",
+            ids,
+            format_timestamp(now - after),
+        )
+        reason = f"Skipped: more than {after.total_seconds():g} s late (catch-up policy)"
+        found += [(run, reason) for run in too_late]
     for run, reason in found:
         deployment = deployments[str(run.deployment_id)]
         change = _set_state(
@@ -707,16 +713,13 @@ def _apply_catchup(
 
 
 def _active_counts(connection: sqlite3.Connection, deployment_ids: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for chunk in _chunks(deployment_ids):
-        marks = ",".join("?" * len(chunk))
-        for deployment_id, count in connection.execute(
-            f"SELECT deployment_id, count(*) FROM flow_runs WHERE deployment_id IN ({marks})"
-            " AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING') GROUP BY deployment_id",
-            chunk,
-        ):
-            counts[deployment_id] = count
-    return counts
+    rows = _over_ids(
+        connection,
+        "SELECT deployment_id, count(*) FROM flow_runs WHERE deployment_id IN ({ids})"
+        " AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING') GROUP BY deployment_id",
+        deployment_ids,
+    )
+    return dict(rows)
 
 
 def claim_due(
@@ -872,39 +875,31 @@ def _attempts(connection: sqlite3.Connection, run: RunRow) -> int:
 
 def next_due(deployment_ids: Iterable[str]) -> datetime.datetime | None:
     """When the earliest waiting run of these deployments is due (None: none waits)."""
-    ids = list(deployment_ids)
-    earliest: datetime.datetime | None = None
     with get_sync_connection().read() as connection:
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            (value,) = connection.execute(
+        found = [
+            value
+            for (value,) in _over_ids(
+                connection,
                 "SELECT min(expected_start_time) FROM flow_runs"
-                f" WHERE deployment_id IN ({marks}) AND state_type = 'SCHEDULED'",
-                chunk,
-            ).fetchone()
-            if value is not None:
-                moment = parse_timestamp(value)
-                if earliest is None or moment < earliest:
-                    earliest = moment
-    return earliest
+                " WHERE deployment_id IN ({ids}) AND state_type = 'SCHEDULED'",
+                list(deployment_ids),
+            )
+            if value is not None
+        ]
+    return parse_timestamp(min(found)) if found else None  # fixed-width text sorts as time
 
 
 def runs_to_stop(launcher: str, run_ids: Iterable[uuid.UUID]) -> list[RunRow]:
     """Of the runs this launcher is running (``run_ids``), those someone asked to cancel
     (Cancelling) or to suspend (Suspended): looked up by id, never a scan."""
-    ids = [str(run_id) for run_id in run_ids]
-    found: list[RunRow] = []
     with get_sync_connection().read() as connection:
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            rows = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id IN ({marks}) AND launcher = ?"
-                " AND (state_type = 'CANCELLING'"
-                " OR (state_type = 'PAUSED' AND state_name = 'Suspended'))",
-                (*chunk, launcher),
-            ).fetchall()
-            found += [_row(values) for values in rows]
-    return found
+        return _runs_over_ids(
+            connection,
+            "id IN ({ids}) AND launcher = ? AND (state_type = 'CANCELLING'"
+            " OR (state_type = 'PAUSED' AND state_name = 'Suspended'))",
+            [str(run_id) for run_id in run_ids],
+            launcher,
+        )
 
 
 def request_cancellation(flow_run_id: uuid.UUID, message: str) -> RunRow | None:
