@@ -194,8 +194,8 @@ def test_prefect_automation_paths_define_automations_as_prefect_does() -> None:
         actions=[ChangeFlowRunState(state=StateType.CANCELLED.value)],
     )
     assert automation.trigger.expect == ["headwater.flow-run.Failed"]
-    spec: ResourceSpecification = {"prefect.resource.id": "x"}
-    assert spec
+    spec: ResourceSpecification = {"prefect.resource.id": "shop.*"}
+    assert EventTrigger(match=spec).match == {"headwater.resource.id": "shop.*"}
     trigger = DeploymentEventTrigger(expect={"file.arrived"}, parameters={"path": "{{ event }}"})
     assert trigger.parameters == {"path": "{{ event }}"}
     assert RunDeployment(deployment_id="01a23f13-9d04-7eba-8a73-b426d5463528").type == (
