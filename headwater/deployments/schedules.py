@@ -55,9 +55,9 @@ UTC = datetime.timezone.utc
 MAX_ITERATIONS = 1000
 """Dates one call computes at most (Prefect's cap for every generator)."""
 RRULE_LIMIT = 6500
-_RRULE_ANCHOR = datetime.datetime(2020, 1, 1)
 DEFAULT_ANCHOR = datetime.datetime(2020, 1, 1)
-"""The anchor of an interval given none: naive, so read in the schedule's zone."""
+"""Where an interval without an anchor, and an rrule without a DTSTART, start (Prefect's
+rrule anchor): naive, so read in the schedule's zone."""
 
 
 def parse_timezone(name: str | None, where: str) -> zoneinfo.ZoneInfo:
@@ -174,7 +174,7 @@ class RRuleSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
         from dateutil.rrule import rrulestr
 
         try:
-            return rrulestr(self.rrule, dtstart=_RRULE_ANCHOR, cache=False, forceset=True)
+            return rrulestr(self.rrule, dtstart=DEFAULT_ANCHOR, cache=False, forceset=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ScheduleValidationError(
                 f"rrule {self.rrule!r} is not a valid recurrence rule: {exc}"

@@ -74,16 +74,12 @@ _IN_PROGRESS = (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)
 
 
 class _Child:
-    __slots__ = ("process", "run_id", "deployment", "stopping", "started", "done", "superseded")
+    __slots__ = ("process", "run_id", "stopping", "done", "superseded")
 
-    def __init__(
-        self, process: anyio.abc.Process, run_id: uuid.UUID, deployment: DeploymentDefinition
-    ) -> None:
+    def __init__(self, process: anyio.abc.Process, run_id: uuid.UUID) -> None:
         self.process = process
         self.run_id = run_id
-        self.deployment = deployment
         self.stopping: str | None = None  # why its process is being stopped
-        self.started = time.monotonic()
         self.done = anyio.Event()  # its end is recorded
         self.superseded = False  # its run (suspended, resumed) was given a new process
 
@@ -107,7 +103,6 @@ class Runner:
         self._closed = anyio.Event()
         self._group: anyio.abc.TaskGroup | None = None
         self._loop: Any = None
-        self.launched = 0
 
     # -- called from other threads ----------------------------------------------------------
     def add(self, deployments: list[DeploymentDefinition]) -> None:
@@ -132,14 +127,6 @@ class Runner:
         self.limit = limit
         self.pause_on_shutdown = pause_on_shutdown
         self._wake.set()
-
-    @property
-    def deployments(self) -> list[DeploymentDefinition]:
-        return list(self._deployments.values())
-
-    @property
-    def running(self) -> int:
-        return len(self._children)
 
     # -- the service --------------------------------------------------------------------------
     async def serve(self) -> None:
@@ -292,12 +279,11 @@ class Runner:
                 f"Could not start the flow run's process: {exc}",
             )
             return
-        child = _Child(process, run_id, deployment)
+        child = _Child(process, run_id)
         earlier = self._children.get(run_id)
         if earlier is not None:
             earlier.superseded = True  # its exit is no longer the run's to record
         self._children[run_id] = child
-        self.launched += 1
         logger.info(
             "started flow run %s of %s in process %d", run_id, deployment.full_name, process.pid
         )
